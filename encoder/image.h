@@ -1,0 +1,38 @@
+/*
+ * Image input: decode (stb_image from memory, PNG and JPEG only, dimensions checked with
+ * stbi_info before any pixel is decoded) and CLIPImageProcessor's geometry exactly as
+ * transformers does it with PIL: resize the shortest edge (bicubic, PIL's filter), center
+ * crop. Rescale + normalise run on the device (ms_op_image_normalize).
+ */
+#ifndef MS_ENCODER_IMAGE_H
+#define MS_ENCODER_IMAGE_H
+
+#include "kernels/backend.h"
+#include "llm/config.h"
+
+typedef struct ms_image_limits {
+    int32_t max_width;         /* default 8192 */
+    int32_t max_height;        /* default 8192 */
+    int64_t max_pixels;        /* default 33,554,432 (32 MP) */
+    size_t max_bytes;          /* encoded size, default 20 MiB */
+} ms_image_limits;
+
+typedef struct ms_image_u8 {
+    int32_t width, height;
+    uint8_t *rgb;              /* (height, width, 3) */
+} ms_image_u8;
+
+void ms_image_limits_default(ms_image_limits *lim);
+/* PNG or JPEG bytes to RGB; anything else, a corrupt file or one over a limit is an
+ * error that says which. */
+ms_status ms_image_decode(const uint8_t *bytes, size_t n, const ms_image_limits *lim,
+                          ms_image_u8 *out, ms_error *err);
+void ms_image_free(ms_image_u8 *img);
+/* Resize (shortest edge) + center crop per cfg: out is crop_height x crop_width. */
+ms_status ms_image_resize_crop(const ms_image_u8 *in, const ms_image_proc_config *cfg,
+                               ms_image_u8 *out, ms_error *err);
+/* Host reference of the whole preprocessing: out f32 [3, crop_h, crop_w]. */
+ms_status ms_image_preprocess_f32(const ms_image_u8 *in, const ms_image_proc_config *cfg,
+                                  float *out, ms_error *err);
+
+#endif

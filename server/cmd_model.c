@@ -1,0 +1,11 @@
+/* PLACEHOLDER until its issue lands: replace this whole file. */
+#include <stdio.h>
+
+#include "server/commands.h"
+
+int ms_cmd_model(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "modserve model: not built yet\n");
+    return 2;
+}
