@@ -26,4 +26,13 @@ ms_tensor ms_vision_pixels(ms_ctx *ctx, const ms_vision *v, const ms_image_u8 *c
 ms_status ms_vision_encode(ms_ctx *ctx, const ms_vision *v, const ms_tensor *pixels,
                            ms_tensor *embeds, ms_error *err);
 
+/* (encoder additions) Side of the square crop the tower takes (vision image_size). */
+int32_t ms_vision_image_size(const ms_vision *v);
+/* Rows of *embeds per image (patches, +1 with the "full" strategy). */
+int32_t ms_vision_tokens_per_image(const ms_vision *v);
+/* Width of *embeds (the text model's hidden size). */
+int32_t ms_vision_embed_dim(const ms_vision *v);
+/* The preprocessing the model was loaded with (crop size == image size is checked). */
+const ms_image_proc_config *ms_vision_image_config(const ms_vision *v);
+
 #endif

@@ -25,7 +25,9 @@ typedef struct ms_llama_seq {
     int32_t n_tokens;
     int32_t pos0;                   /* position of tokens[0]; [0, pos0) already cached */
     const ms_tensor *image_embeds;  /* [n_image_rows, hidden] act, or NULL; row r feeds
-                                       the r-th image token counted from the prompt start */
+                                       the r-th image token counted from the prompt start.
+                                       NULL: image token ids embed as text (transformers
+                                       without pixel_values; e.g. a generated one) */
     int32_t image_row0;             /* image tokens in positions [0, pos0) */
     const int32_t *block_table;     /* (n_blocks) covering positions [0, pos0 + n_tokens) */
     int32_t n_blocks;

@@ -60,4 +60,33 @@ typedef struct ms_st_write_entry {
 ms_status ms_safetensors_write(const char *path, const ms_st_write_entry *entries, int32_t n,
                                ms_error *err);
 
+/* ---- additions (model files work) ---- */
+
+/* Frees what ms_safetensors_parse allocated in *st (names, tensor list), not the buffer. */
+void ms_safetensors_clear(ms_safetensors *st);
+/* Exact-name lookup in one file (tensors are kept sorted by name); NULL if absent. */
+const ms_st_tensor *ms_safetensors_find(const ms_safetensors *st, const char *name);
+
+/* Streaming writer, so a 14 GB checkpoint never sits in RAM: open writes the header
+ * for all entries (their data pointers are ignored), append takes each entry's bytes
+ * in entry order, in as many pieces as convenient; finish checks that every byte came
+ * and closes (removing the file on any error). abort closes and removes the file. */
+typedef struct ms_st_writer ms_st_writer;
+ms_status ms_st_writer_open(const char *path, const ms_st_write_entry *entries, int32_t n,
+                            ms_st_writer **out, ms_error *err);
+ms_status ms_st_writer_append(ms_st_writer *w, const void *data, size_t nbytes, ms_error *err);
+ms_status ms_st_writer_finish(ms_st_writer *w, ms_error *err);
+void ms_st_writer_abort(ms_st_writer *w);
+
+/* A tensor set with no files, for full-size benchmarks: ms_weights_find knows every
+ * tensor of the model (data NULL, dtype F32), ms_weights_load fills backend memory
+ * with the same seeded values `modserve model init --seed` writes (before rounding to
+ * the file dtype), generated on the host in chunks, so no host copy of the model. */
+struct ms_llava_config;
+ms_status ms_weights_open_dummy(const struct ms_llava_config *cfg, uint64_t seed, ms_weights **out,
+                                ms_error *err);
+/* Number of tensors and the i-th one (sorted by name), for listing and tests. */
+int32_t ms_weights_count(const ms_weights *w);
+const ms_st_tensor *ms_weights_at(const ms_weights *w, int32_t i);
+
 #endif

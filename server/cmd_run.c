@@ -1,11 +1,500 @@
-/* PLACEHOLDER until its issue lands: replace this whole file. */
+/*
+ * `modserve run`: one request in this process, no server. Loads the model folder,
+ * preprocesses and encodes the images, expands the prompt (one image token per image
+ * becomes image_seq_length tokens), prefills, then decodes one token at a time from the
+ * paged KV cache. Prints the generated ids on one line (and the text when the folder has
+ * a tokenizer); progress and timings go to stderr so stdout stays machine-readable.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
+#include "encoder/image.h"
+#include "encoder/vision.h"
+#include "kernels/backend.h"
+#include "llm/config.h"
+#include "llm/kv_cache.h"
+#include "llm/llama.h"
+#include "llm/prompt.h"
+#include "llm/sampler.h"
+#include "llm/tokenizer.h"
+#include "llm/weights.h"
 #include "server/commands.h"
 
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "--dump-logits writes host floats as little-endian"
+#endif
+
+enum { RUN_MAX_IMAGES = 64 };
+
+typedef struct run_opts {
+    const char *model_dir;
+    const char *images[RUN_MAX_IMAGES];
+    int32_t n_images;
+    const char *prompt_ids;    /* "1,2,3" */
+    const char *prompt_text;
+    int32_t max_tokens;
+    int32_t min_tokens;
+    ms_sample_params sample;
+    uint64_t seed;
+    bool ignore_eos;
+    const char *dump_logits;
+    const char *device;
+    int32_t threads;
+    int32_t block_size;
+} run_opts;
+
+static void run_usage(FILE *out) {
+    fprintf(out,
+        "usage: modserve run --model DIR [--image FILE]... (--prompt-ids LIST | --prompt TEXT)\n"
+        "                    [--max-tokens N] [--min-tokens N] [--temperature T] [--top-p P]\n"
+        "                    [--top-k K] [--seed S] [--ignore-eos] [--dump-logits PATH]\n"
+        "                    [--device cpu|cuda|auto] [--threads N] [--block-size N]\n"
+        "\n"
+        "Generates from one prompt (and images) in this process. stdout: the generated token\n"
+        "ids on one line, comma separated (EOS included when it ends the run), then the text\n"
+        "when the model folder has a tokenizer. Timings go to stderr.\n"
+        "\n"
+        "  --model DIR         Hugging Face LLaVA folder (config.json, *.safetensors)\n"
+        "  --image FILE        PNG or JPEG; repeat for several images, in prompt order\n"
+        "  --prompt-ids LIST   token ids, comma separated; the image token id\n"
+        "                      (config image_token_index) appears once per image\n"
+        "  --prompt TEXT       text, tokenized with the folder's tokenizer (BOS added);\n"
+        "                      write <image> where each image goes\n"
+        "  --max-tokens N      tokens to generate at most (default 16)\n"
+        "  --min-tokens N      EOS is masked out until N tokens are generated (default 0)\n"
+        "  --temperature T     0 = greedy (default 0)\n"
+        "  --top-p P           nucleus sampling, 0 < P <= 1 (default 1 = off)\n"
+        "  --top-k K           keep the K most likely tokens (default 0 = off)\n"
+        "  --seed S            sampling seed, unsigned 64-bit (default 0)\n"
+        "  --ignore-eos        keep generating after EOS\n"
+        "  --dump-logits PATH  write the last prompt position's logits as raw\n"
+        "                      little-endian float32 (vocab_size values)\n"
+        "  --device D          cpu, cuda or auto (default auto: cuda when a GPU is present)\n"
+        "  --threads N         CPU backend threads (default 0 = all cores)\n"
+        "  --block-size N      KV cache block size in tokens (default 16)\n"
+        "\n"
+        "Exit status: 0 on success, 1 on any error (the message names the problem),\n"
+        "2 on a usage error.\n");
+}
+
+/* ---- flag values ---- */
+
+static bool parse_i32(const char *flag, const char *s, int32_t lo, int32_t hi, int32_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "modserve run: %s '%s' is not an integer in [%d, %d]\n", flag, s, lo, hi);
+        return false;
+    }
+    *out = (int32_t)v;
+    return true;
+}
+
+static bool parse_f32(const char *flag, const char *s, float lo, float hi, bool lo_open,
+                      float *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi || (lo_open && v == lo)) {
+        fprintf(stderr, "modserve run: %s '%s' is not a number in %s%g, %g]\n", flag, s,
+                lo_open ? "(" : "[", (double)lo, (double)hi);
+        return false;
+    }
+    *out = (float)v;
+    return true;
+}
+
+static bool parse_u64(const char *flag, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-') {
+        fprintf(stderr, "modserve run: %s '%s' is not an unsigned 64-bit integer\n", flag, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Returns 0 on success, else the exit code (2 usage, 0 after --help). */
+static int parse_args(int argc, char **argv, run_opts *o, bool *help) {
+    memset(o, 0, sizeof *o);
+    o->max_tokens = 16;
+    o->sample = (ms_sample_params){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
+    o->device = "auto";
+    o->block_size = 16;
+    *help = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            *help = true;
+            return 0;
+        }
+        if (!strcmp(a, "--ignore-eos")) {
+            o->ignore_eos = true;
+            continue;
+        }
+        static const char *const with_value[] = {
+            "--model", "--image", "--prompt-ids", "--prompt", "--max-tokens", "--min-tokens",
+            "--temperature", "--top-p", "--top-k", "--seed", "--dump-logits", "--device",
+            "--threads", "--block-size"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
+            known |= !strcmp(a, with_value[k]);
+        if (!known) {
+            fprintf(stderr, "modserve run: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "modserve run: %s needs a value\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        bool ok = true;
+        if (!strcmp(a, "--model")) o->model_dir = v;
+        else if (!strcmp(a, "--image")) {
+            if (o->n_images == RUN_MAX_IMAGES) {
+                fprintf(stderr, "modserve run: more than %d images\n", RUN_MAX_IMAGES);
+                return 1;
+            }
+            o->images[o->n_images++] = v;
+        } else if (!strcmp(a, "--prompt-ids")) o->prompt_ids = v;
+        else if (!strcmp(a, "--prompt")) o->prompt_text = v;
+        else if (!strcmp(a, "--max-tokens")) ok = parse_i32(a, v, 1, INT32_MAX / 2, &o->max_tokens);
+        else if (!strcmp(a, "--min-tokens")) ok = parse_i32(a, v, 0, INT32_MAX / 2, &o->min_tokens);
+        else if (!strcmp(a, "--temperature")) ok = parse_f32(a, v, 0.0f, 100.0f, false, &o->sample.temperature);
+        else if (!strcmp(a, "--top-p")) ok = parse_f32(a, v, 0.0f, 1.0f, true, &o->sample.top_p);
+        else if (!strcmp(a, "--top-k")) ok = parse_i32(a, v, 0, INT32_MAX, &o->sample.top_k);
+        else if (!strcmp(a, "--seed")) ok = parse_u64(a, v, &o->seed);
+        else if (!strcmp(a, "--dump-logits")) o->dump_logits = v;
+        else if (!strcmp(a, "--device")) {
+            o->device = v;
+            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) {
+                fprintf(stderr, "modserve run: --device '%s' is not cpu, cuda or auto\n", v);
+                ok = false;
+            }
+        } else if (!strcmp(a, "--threads")) ok = parse_i32(a, v, 0, 4096, &o->threads);
+        else if (!strcmp(a, "--block-size")) ok = parse_i32(a, v, 1, 4096, &o->block_size);
+        if (!ok) return 1;
+    }
+    if (!o->model_dir) {
+        fprintf(stderr, "modserve run: --model DIR is required (see --help)\n");
+        return 2;
+    }
+    if (!o->prompt_ids == !o->prompt_text) {
+        fprintf(stderr, "modserve run: give exactly one of --prompt-ids and --prompt\n");
+        return 2;
+    }
+    if (o->min_tokens > o->max_tokens) {
+        fprintf(stderr, "modserve run: --min-tokens %d is more than --max-tokens %d\n",
+                o->min_tokens, o->max_tokens);
+        return 1;
+    }
+    return 0;
+}
+
+/* "1, 2,3" -> ids (malloc'd). */
+static ms_status parse_id_list(const char *s, int32_t **ids, int32_t *n, ms_error *err) {
+    *ids = NULL;
+    *n = 0;
+    int32_t cap = 16, len = 0;
+    int32_t *v = ms_xmalloc((size_t)cap * sizeof *v);
+    const char *p = s;
+    for (;;) {
+        while (*p == ' ') p++;
+        char *end;
+        errno = 0;
+        long long x = strtoll(p, &end, 10);
+        if (errno || end == p || x < INT32_MIN || x > INT32_MAX) {
+            free(v);
+            return ms_errorf(err, MS_ERR_INVALID, "--prompt-ids: item %d of '%s' is not an integer",
+                             len + 1, s);
+        }
+        if (len == cap) v = ms_xrealloc(v, (size_t)(cap *= 2) * sizeof *v);
+        v[len++] = (int32_t)x;
+        p = end;
+        while (*p == ' ') p++;
+        if (*p == 0) break;
+        if (*p != ',') {
+            free(v);
+            return ms_errorf(err, MS_ERR_INVALID, "--prompt-ids: unexpected '%c' in '%s'", *p, s);
+        }
+        p++;
+    }
+    *ids = v;
+    *n = len;
+    return MS_OK;
+}
+
+static ms_status read_file_limited(const char *path, size_t limit, uint8_t **buf, size_t *n,
+                                   ms_error *err) {
+    *buf = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return ms_errorf(err, MS_ERR_NOT_FOUND, "image '%s': %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return ms_errorf(err, MS_ERR_INVALID, "image '%s' is not a regular file", path);
+    if ((uint64_t)st.st_size > limit)
+        return ms_errorf(err, MS_ERR_LIMIT, "image '%s' is %lld bytes, over the limit of %zu", path,
+                         (long long)st.st_size, limit);
+    FILE *f = fopen(path, "rb");
+    if (!f) return ms_errorf(err, MS_ERR_IO, "image '%s': %s", path, strerror(errno));
+    *n = (size_t)st.st_size;
+    *buf = ms_xmalloc(*n ? *n : 1);
+    size_t got = fread(*buf, 1, *n, f);
+    fclose(f);
+    if (got != *n) {
+        free(*buf);
+        *buf = NULL;
+        return ms_errorf(err, MS_ERR_IO, "image '%s': short read", path);
+    }
+    return MS_OK;
+}
+
+static bool file_exists(const char *dir, const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* ---- generation ---- */
+
+typedef struct run_state {
+    ms_llava_config cfg;
+    ms_backend *be;
+    ms_ctx *ctx;
+    ms_weights *w;
+    ms_llama *llm;
+    ms_vision *vis;
+    ms_tokenizer *tok;
+    ms_kv_cache *kv;
+    int32_t *blocks;           /* (n_blocks) the sequence's block table */
+    int32_t n_blocks;
+    int32_t *ids;              /* (n_ids) prompt as given, one image token per image */
+    int32_t n_ids;
+    int32_t *prompt;           /* (n_prompt) expanded prompt */
+    int32_t n_prompt;
+    ms_image_u8 crops[RUN_MAX_IMAGES];
+    int32_t n_crops;
+    int32_t *gen;              /* (max_tokens) generated ids */
+    int32_t n_gen;
+} run_state;
+
+static void run_state_free(run_state *r) {
+    if (r->kv && r->n_blocks) ms_kv_release(r->kv, r->blocks, r->n_blocks);
+    free(r->blocks);
+    ms_kv_cache_free(r->kv);
+    if (r->vis) ms_vision_free(r->vis);
+    ms_llama_free(r->llm);
+    if (r->w) ms_weights_close(r->w);
+    if (r->ctx) ms_ctx_destroy(r->ctx);
+    if (r->be) ms_backend_destroy(r->be);
+    if (r->tok) ms_tokenizer_free(r->tok);
+    for (int32_t i = 0; i < r->n_crops; i++) ms_image_free(&r->crops[i]);
+    free(r->ids);
+    free(r->prompt);
+    free(r->gen);
+}
+
+/* Prompt ids from --prompt-ids or the tokenizer, then the expansion and context checks. */
+static ms_status build_prompt(const run_opts *o, run_state *r, ms_error *err) {
+    const bool has_tok = file_exists(o->model_dir, "tokenizer.json");
+    if (o->prompt_text && !has_tok)
+        return ms_errorf(err, MS_ERR_NOT_FOUND,
+                         "--prompt needs a tokenizer but '%s' has no tokenizer.json (use --prompt-ids)",
+                         o->model_dir);
+    if (has_tok && ms_tokenizer_load(o->model_dir, &r->tok, err) != MS_OK)
+        return ms_error_wrap(err, "loading the tokenizer of '%s'", o->model_dir);
+    ms_status st;
+    if (o->prompt_text)
+        st = ms_tokenizer_encode(r->tok, o->prompt_text, strlen(o->prompt_text), true, &r->ids,
+                                 &r->n_ids, err);
+    else
+        st = parse_id_list(o->prompt_ids, &r->ids, &r->n_ids, err);
+    if (st != MS_OK) return st;
+    st = ms_prompt_expand(&r->cfg, r->ids, r->n_ids, o->n_images, &r->prompt, &r->n_prompt, NULL,
+                          err);
+    if (st != MS_OK) return st;
+    return ms_prompt_check_context(&r->cfg, r->n_prompt, o->max_tokens, err);
+}
+
+/* Read, decode, resize and crop every image (before any weight is loaded: fail fast). */
+static ms_status load_images(const run_opts *o, run_state *r, ms_error *err) {
+    ms_image_limits lim;
+    ms_image_limits_default(&lim);
+    for (int32_t i = 0; i < o->n_images; i++) {
+        uint8_t *bytes;
+        size_t n;
+        ms_status st = read_file_limited(o->images[i], lim.max_bytes, &bytes, &n, err);
+        if (st != MS_OK) return st;
+        ms_image_u8 img = {0};
+        st = ms_image_decode(bytes, n, &lim, &img, err);
+        free(bytes);
+        if (st != MS_OK) return ms_error_wrap(err, "image '%s'", o->images[i]);
+        st = ms_image_resize_crop(&img, &r->cfg.image, &r->crops[r->n_crops], err);
+        ms_image_free(&img);
+        if (st != MS_OK) return ms_error_wrap(err, "image '%s'", o->images[i]);
+        r->n_crops++;
+    }
+    return MS_OK;
+}
+
+/* One token from logits f32[1, V]; EOS masked out (as transformers' min_new_tokens
+ * processor does) while mask_id >= 0. One uniform per step keeps the stream aligned. */
+static int32_t sample_next(ms_ctx *ctx, ms_tensor *logits, ms_sampler *smp, int32_t mask_id) {
+    const int64_t one = 1;
+    if (mask_id >= 0 && mask_id < ms_tensor_cols(logits)) {
+        ms_tensor cell = ms_tensor_make(MS_DTYPE_F32, 1, &one, (float *)logits->data + mask_id,
+                                        logits->device, logits->device_index); /* f32[1] */
+        ms_op_fill(ctx, &cell, -INFINITY);
+    }
+    const float u = ms_sampler_uniform(smp);
+    ms_tensor out = ms_ctx_tensor(ctx, MS_DTYPE_I32, 1, &one); /* i32[1] */
+    ms_op_sample(ctx, &out, logits, &smp->params, &u);
+    int32_t id;
+    ms_op_download(ctx, &id, &out);
+    ms_ctx_sync(ctx);
+    return id;
+}
+
+static ms_status dump_logits(const char *path, ms_ctx *ctx, const ms_tensor *logits,
+                             ms_error *err) {
+    const int64_t vocab = ms_tensor_cols(logits);
+    float *host = ms_xmalloc((size_t)vocab * sizeof *host);
+    ms_op_download(ctx, host, logits);
+    ms_ctx_sync(ctx);
+    FILE *f = fopen(path, "wb");
+    ms_status st = MS_OK;
+    if (!f) {
+        st = ms_errorf(err, MS_ERR_IO, "--dump-logits '%s': %s", path, strerror(errno));
+    } else {
+        size_t put = fwrite(host, sizeof *host, (size_t)vocab, f);
+        if (fclose(f) != 0 || put != (size_t)vocab)
+            st = ms_errorf(err, MS_ERR_IO, "--dump-logits '%s': write failed", path);
+    }
+    free(host);
+    return st;
+}
+
+static ms_status load_model(const run_opts *o, run_state *r, ms_error *err) {
+    r->be = ms_backend_create(o->device, 0, o->threads, err);
+    if (!r->be) return ms_error_wrap(err, "--device %s", o->device);
+    r->ctx = ms_ctx_create(r->be);
+    ms_status st = ms_weights_open(o->model_dir, &r->w, err);
+    if (st == MS_OK) st = ms_llama_load(&r->cfg, r->w, r->ctx, &r->llm, err);
+    if (st == MS_OK && o->n_images > 0) st = ms_vision_load(&r->cfg, r->w, r->ctx, &r->vis, err);
+    if (st != MS_OK) return ms_error_wrap(err, "model '%s'", o->model_dir);
+    /* Room for the prompt and every generated token but the last (never fed back). */
+    const int32_t bs = o->block_size;
+    const int32_t need = (int32_t)(((int64_t)r->n_prompt + o->max_tokens + bs - 1) / bs);
+    st = ms_kv_cache_create(r->be, &r->cfg.text, need, bs, &r->kv, err);
+    if (st != MS_OK) return st;
+    r->blocks = ms_xmalloc((size_t)need * sizeof *r->blocks);
+    MS_CHECK(ms_kv_alloc(r->kv, need, r->blocks));
+    r->n_blocks = need;
+    return MS_OK;
+}
+
+static void print_result(const run_state *r) {
+    for (int32_t i = 0; i < r->n_gen; i++) printf(i ? ",%d" : "%d", r->gen[i]);
+    printf("\n");
+    if (r->tok) {
+        char *text = NULL;
+        ms_error err = {0};
+        if (ms_tokenizer_decode(r->tok, r->gen, r->n_gen, true, &text, &err) == MS_OK)
+            printf("%s\n", text);
+        else
+            fprintf(stderr, "modserve run: decoding the text: %s\n", err.msg);
+        free(text);
+    }
+    fflush(stdout);
+}
+
+static ms_status run_generate(const run_opts *o, run_state *r, ms_error *err) {
+    ms_status st = ms_llava_config_load(o->model_dir, &r->cfg, err);
+    if (st != MS_OK) return st;
+    if ((st = build_prompt(o, r, err)) != MS_OK) return st;
+    if ((st = load_images(o, r, err)) != MS_OK) return st;
+    if ((st = load_model(o, r, err)) != MS_OK) return st;
+
+    const double t0 = ms_time_now();
+    ms_tensor embeds = {0}; /* act[n_images * image_seq_length, H] */
+    if (o->n_images > 0) {
+        ms_tensor pixels = ms_vision_pixels(r->ctx, r->vis, r->crops, r->n_crops);
+        if ((st = ms_vision_encode(r->ctx, r->vis, &pixels, &embeds, err)) != MS_OK) return st;
+        const int64_t want = (int64_t)o->n_images * r->cfg.image_seq_length;
+        if (embeds.shape[0] != want)
+            return ms_errorf(err, MS_ERR_INVALID,
+                             "config: image_seq_length %d but the vision tower gives %lld tokens "
+                             "per image",
+                             r->cfg.image_seq_length, (long long)(embeds.shape[0] / o->n_images));
+    }
+    ms_ctx_sync(r->ctx);
+    const double t1 = ms_time_now();
+
+    ms_sampler smp;
+    ms_sampler_init(&smp, o->sample, o->seed);
+    const int32_t eos = r->cfg.text.eos_token_id;
+    r->gen = ms_xmalloc((size_t)o->max_tokens * sizeof *r->gen);
+    ms_llama_seq seq = {.tokens = r->prompt, .n_tokens = r->n_prompt, .pos0 = 0,
+                        .image_embeds = o->n_images ? &embeds : NULL, .image_row0 = 0,
+                        .block_table = r->blocks, .n_blocks = r->n_blocks};
+    ms_tensor logits; /* f32[1, V] */
+    if ((st = ms_llama_forward(r->ctx, r->llm, r->kv, &seq, 1, &logits, err)) != MS_OK) return st;
+    if (o->dump_logits && (st = dump_logits(o->dump_logits, r->ctx, &logits, err)) != MS_OK)
+        return st;
+    r->gen[r->n_gen++] = sample_next(r->ctx, &logits, &smp, o->min_tokens > 0 ? eos : -1);
+    const double t2 = ms_time_now();
+
+    /* Decode: feed the last token at the next position; images stay in the cache. */
+    while (r->n_gen < o->max_tokens && (o->ignore_eos || r->gen[r->n_gen - 1] != eos)) {
+        ms_ctx_reset(r->ctx);
+        seq = (ms_llama_seq){.tokens = &r->gen[r->n_gen - 1], .n_tokens = 1,
+                             .pos0 = r->n_prompt + r->n_gen - 1, .image_embeds = NULL,
+                             .image_row0 = o->n_images * r->cfg.image_seq_length,
+                             .block_table = r->blocks, .n_blocks = r->n_blocks};
+        if ((st = ms_llama_forward(r->ctx, r->llm, r->kv, &seq, 1, &logits, err)) != MS_OK)
+            return st;
+        r->gen[r->n_gen] = sample_next(r->ctx, &logits, &smp, r->n_gen < o->min_tokens ? eos : -1);
+        r->n_gen++;
+    }
+    const double t3 = ms_time_now();
+    print_result(r);
+    const bool stopped = !o->ignore_eos && r->gen[r->n_gen - 1] == eos;
+    fprintf(stderr,
+            "run: %s backend, prompt %d tokens (%d image%s), encode %.1f ms, prefill %.1f ms, "
+            "decode %d tokens %.1f ms (%.1f tok/s), finish: %s\n",
+            r->be->name, r->n_prompt, o->n_images, o->n_images == 1 ? "" : "s",
+            (t1 - t0) * 1e3, (t2 - t1) * 1e3, r->n_gen - 1, (t3 - t2) * 1e3,
+            r->n_gen > 1 ? (r->n_gen - 1) / (t3 - t2) : 0.0, stopped ? "stop (eos)" : "length");
+    return MS_OK;
+}
+
 int ms_cmd_run(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "modserve run: not built yet\n");
-    return 2;
+    run_opts o;
+    bool help;
+    int rc = parse_args(argc, argv, &o, &help);
+    if (help) {
+        run_usage(stdout);
+        return 0;
+    }
+    if (rc) return rc;
+    run_state r;
+    memset(&r, 0, sizeof r);
+    ms_error err = {0};
+    ms_status st = run_generate(&o, &r, &err);
+    run_state_free(&r);
+    if (st != MS_OK) {
+        fprintf(stderr, "modserve run: %s\n", err.msg[0] ? err.msg : ms_status_name(st));
+        return 1;
+    }
+    return 0;
 }

@@ -1,0 +1,78 @@
+/*
+ * Deflate-bomb guard for PNG: a small PNG can carry an IDAT stream that inflates a
+ * thousand times over (20 MiB -> 20 GiB). stb_image inflates it into a buffer that keeps
+ * doubling until 4 GiB. Before stb sees the file we inflate the IDAT stream once with
+ * zlib into a small window, counting bytes and stopping as soon as the count passes what
+ * the header's size can need. Only excess is refused here; a corrupt stream or chunk
+ * layout is left for stb to report with its own message.
+ */
+#include <string.h>
+#include <zlib.h>
+
+#include "encoder/image_internal.h"
+
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Bytes of filtered scanlines a PNG of this header can need, interlaced or not: Adam7
+ * adds at most one filter byte and one partial byte per row of each pass. */
+static uint64_t png_raw_bound(uint64_t w, uint64_t h, int bit_depth, int color_type) {
+    int channels = color_type == 2 ? 3 : color_type == 4 ? 2 : color_type == 6 ? 4 : 1;
+    uint64_t bits = (uint64_t)(bit_depth > 0 && bit_depth <= 16 ? bit_depth : 16) * channels;
+    uint64_t rowbytes = (w * bits + 7) / 8;
+    return h * (1 + rowbytes) + 2 * (2 * h + 7);
+}
+
+ms_status ms_image_png_guard(const uint8_t *bytes, size_t n, int32_t w, int32_t h, ms_error *err) {
+    size_t off = 8; /* after the signature */
+    uint64_t bound = 0;
+    bool raw_deflate = false; /* Apple's CgBI PNGs store headerless deflate */
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    bool started = false;
+    uint64_t produced = 0;
+    uint8_t window[16384];
+    ms_status st = MS_OK;
+
+    while (off + 12 <= n) {
+        uint32_t len = be32(bytes + off);
+        const uint8_t *type = bytes + off + 4;
+        const uint8_t *data = bytes + off + 8;
+        if (len > n - off - 12) break; /* truncated chunk: stb will say so */
+        if (memcmp(type, "CgBI", 4) == 0) raw_deflate = true;
+        if (memcmp(type, "IHDR", 4) == 0 && len >= 13)
+            bound = png_raw_bound((uint64_t)w, (uint64_t)h, data[8], data[9]);
+        if (memcmp(type, "IDAT", 4) == 0 && bound > 0) {
+            if (!started) {
+                if (inflateInit2(&zs, raw_deflate ? -15 : 15) != Z_OK)
+                    return ms_errorf(err, MS_ERR_NOMEM, "image: no memory to check the PNG stream");
+                started = true;
+            }
+            zs.next_in = (Bytef *)data;
+            zs.avail_in = len;
+            int zr = Z_OK;
+            while (zs.avail_in > 0 && zr == Z_OK) {
+                zs.next_out = window;
+                zs.avail_out = sizeof window;
+                zr = inflate(&zs, Z_NO_FLUSH);
+                produced += sizeof window - zs.avail_out;
+                if (produced > 2 * bound + 65536) {
+                    st = ms_errorf(err, MS_ERR_LIMIT,
+                                   "image: PNG pixel data inflates to more than %llu bytes, far past "
+                                   "what %dx%d needs (compression bomb)",
+                                   (unsigned long long)produced, w, h);
+                    goto done;
+                }
+                if (zr == Z_BUF_ERROR && zs.avail_out > 0) break; /* needs the next chunk */
+                if (zr == Z_BUF_ERROR) zr = Z_OK;                 /* window full: go on */
+            }
+            if (zr != Z_OK && zr != Z_BUF_ERROR) break; /* stream end or corrupt: done */
+        }
+        if (memcmp(type, "IEND", 4) == 0) break;
+        off += 12 + (size_t)len;
+    }
+done:
+    if (started) inflateEnd(&zs);
+    return st;
+}

@@ -1,0 +1,152 @@
+/*
+ * The stage-aware engine: the public, thread-safe C API the HTTP server, `modserve run`
+ * and the tests drive. It wraps the scheduler core (scheduler/core.h) with a mutex and
+ * condition variables, and runs worker threads per pool:
+ *   preprocess (CPU threads: image decode + resize/crop),
+ *   encode (vision tower + projector), prefill and decode (the Llama decoder),
+ * each LLM/encoder worker bound to a device with its own ms_ctx (stream + scratch).
+ * Weights are loaded once per device and shared by the workers on it; one paged KV
+ * cache per device. See docs/scheduler.md for the policies.
+ *
+ * Callbacks run on engine worker threads, never under the engine's lock: they may call
+ * ms_engine_cancel / ms_engine_stats, but must not block for long (they delay the
+ * batch of every other request on that worker) and must not call ms_engine_destroy.
+ */
+#ifndef MS_SCHED_ENGINE_H
+#define MS_SCHED_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "encoder/image.h"
+#include "kernels/ms_common.h"
+#include "llm/config.h"
+#include "scheduler/core.h"
+
+typedef struct ms_engine ms_engine;
+
+typedef struct ms_engine_options {
+    const char *model_dir;         /* Hugging Face LLaVA folder (required) */
+    const char *device;            /* "cpu", "cuda" or "auto" (default "auto") */
+    int cpu_threads;               /* CPU backend threads, <= 0: all cores */
+    ms_engine_mode mode;           /* MS_MODE_DISAGG (default) or MS_MODE_MONOLITHIC */
+    /* Pool sizes. Monolithic mode uses decode_workers LLM workers (on decode_devices),
+     * each running encode, prefill and decode of its requests; encode_workers and
+     * prefill_workers are ignored there. */
+    int32_t encode_workers, prefill_workers, decode_workers; /* default 1 each */
+    int32_t preprocess_threads;    /* default 2 */
+    /* Device index lists, e.g. "0,1": worker w of a pool runs on list[w % n]. NULL or
+     * "" = "0". Weights and a KV cache are loaded once per index. On the CPU backend
+     * each index is a separate CPU "device" (own weights copy and KV cache), which
+     * exercises the cross-device hand-off; use one index to share them. */
+    const char *encode_devices, *prefill_devices, *decode_devices;
+    int32_t max_num_seqs;          /* decode running set per worker (default 64) */
+    int32_t max_num_batched_tokens;/* prefill token budget per batch (default 2048) */
+    int32_t encode_max_batch_images; /* default 8 */
+    int32_t block_size;            /* KV tokens per block (default 16) */
+    int32_t kv_blocks;             /* per device; 0 = from gpu_memory_utilization (CUDA)
+                                      or enough for max_num_seqs * max_model_len capped
+                                      at 1 GiB (CPU) */
+    float gpu_memory_utilization;  /* share of device memory for weights + KV (0.9) */
+    int32_t max_queued_requests;   /* active requests before MS_ERR_BUSY (default 1024) */
+    int32_t max_model_len;         /* prompt + output tokens; 0 = the model's
+                                      max_position_embeddings */
+    int32_t max_images_per_request;/* default 64 */
+    ms_image_limits image_limits;  /* default ms_image_limits_default */
+    double priority_aging_s;       /* default 2.0, see ms_core_arrive */
+    int32_t short_prompt_tokens;   /* default 512 */
+} ms_engine_options;
+
+void ms_engine_options_default(ms_engine_options *o);
+
+typedef struct ms_request_params {
+    int32_t max_tokens;            /* >= 1 */
+    int32_t min_tokens;            /* EOS and stop ids are ignored before this many */
+    bool ignore_eos;               /* never stop on EOS (trace replay forces lengths) */
+    float temperature;             /* <= 0: greedy */
+    float top_p;                   /* >= 1: off */
+    int32_t top_k;                 /* <= 0: off */
+    uint64_t seed;                 /* used when has_seed; else drawn per request */
+    bool has_seed;
+    int32_t priority;              /* >= 0; larger waits longer (vLLM semantics) */
+    const int32_t *stop_ids;       /* extra stop token ids (copied by submit) */
+    int32_t n_stop_ids;
+} ms_request_params;
+
+/* Greedy, max_tokens 16, no seed, priority 0. */
+void ms_request_params_default(ms_request_params *p);
+
+typedef struct ms_request_result {
+    ms_finish_reason finish;
+    ms_status status;              /* MS_OK, MS_ERR_CANCELLED, or why it failed */
+    char error[256];               /* message when status is not MS_OK */
+    int32_t prompt_tokens;         /* after image expansion */
+    int32_t completion_tokens;
+    int32_t n_preemptions;
+    ms_request_times times;        /* on ms_time_now()'s clock */
+} ms_request_result;
+
+typedef struct ms_image_input {
+    const uint8_t *bytes;          /* encoded PNG or JPEG; copied by submit */
+    size_t n_bytes;
+} ms_image_input;
+
+/* A generated token, on a worker thread, in order (index 0, 1, ...). */
+typedef void (*ms_token_fn)(void *user, int32_t token, int32_t index);
+/* Exactly once per accepted request, after its last token. */
+typedef void (*ms_done_fn)(void *user, const ms_request_result *result);
+
+typedef struct ms_request_desc {
+    const int32_t *prompt;         /* token ids; the model's image token id appears once
+                                      per image and is expanded by the engine */
+    int32_t n_prompt;
+    const ms_image_input *images;  /* in the order of the image tokens */
+    int32_t n_images;
+    ms_request_params params;
+    ms_token_fn on_token;          /* may be NULL */
+    ms_done_fn on_done;            /* may be NULL */
+    void *user;
+} ms_request_desc;
+
+/* Loads the model on every device the pools use, creates the KV caches and starts
+ * the workers. Errors name what failed (model folder, device, memory). */
+ms_status ms_engine_create(const ms_engine_options *o, ms_engine **out, ms_error *err);
+
+/* Checks and queues a request; on MS_OK *id is its handle and on_done will be called.
+ * Fails without calling anything: MS_ERR_BUSY when the engine is full or draining
+ * (checked before any image is decoded), MS_ERR_INVALID (token id out of range, image
+ * token count differs from n_images, bad params), MS_ERR_LIMIT (too many images, image
+ * bytes over the limit, prompt + max_tokens over max_model_len). */
+ms_status ms_engine_submit(ms_engine *e, const ms_request_desc *d, uint64_t *id, ms_error *err);
+
+/* Cancels a request: it leaves every queue and frees its KV blocks and embeddings at
+ * once (or when the batch running it ends); on_done follows with MS_FINISH_CANCELLED.
+ * Unknown or finished ids are ignored. */
+void ms_engine_cancel(ms_engine *e, uint64_t id);
+
+/* Resizes a pool while serving (MS_STAGE_PREPROCESS, ENCODE, PREFILL, DECODE). A removed
+ * worker finishes its running batch and hands back its queued work; nothing is lost.
+ * New workers use the pool's device list round-robin. */
+ms_status ms_engine_resize(ms_engine *e, ms_stage stage, int32_t workers, ms_error *err);
+
+typedef ms_core_stats ms_engine_stats;
+void ms_engine_stats_get(ms_engine *e, ms_engine_stats *out);
+
+const ms_llava_config *ms_engine_model_config(const ms_engine *e);
+ms_engine_mode ms_engine_mode_of(const ms_engine *e);
+
+/* Stops accepting (submit returns MS_ERR_BUSY), lets in-flight requests finish for up
+ * to timeout_s seconds, then cancels the rest and waits for their on_done. */
+void ms_engine_drain(ms_engine *e, double timeout_s);
+
+/* Drains with timeout 0 (cancels everything), stops the workers, frees all. */
+void ms_engine_destroy(ms_engine *e);
+
+/* "disagg" / "monolithic" <-> enum; false for an unknown name. */
+bool ms_engine_mode_parse(const char *name, ms_engine_mode *out);
+const char *ms_engine_mode_name(ms_engine_mode m);
+/* "preprocess" | "encode" | "prefill" | "decode" -> stage; false if unknown. */
+bool ms_stage_parse(const char *name, ms_stage *out);
+
+#endif

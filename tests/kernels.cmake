@@ -1,0 +1,15 @@
+# kernels: tensor helpers and the table-driven backend op test (every op, every backend).
+ms_add_test(test_tensor SOURCES test_tensor.c)
+
+# One binary, one ctest entry per backend: the CUDA entry skips (77) without a GPU.
+add_executable(test_backend_ops ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_ops.c
+               ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_ops_ref.c
+               ${CMAKE_CURRENT_SOURCE_DIR}/test_util.c)
+target_link_libraries(test_backend_ops PRIVATE ms_server)
+target_compile_definitions(test_backend_ops PRIVATE MS_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+foreach(be cpu cuda)
+  add_test(NAME test_backend_ops_${be} COMMAND test_backend_ops --backend ${be}
+           WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+  set_tests_properties(test_backend_ops_${be} PROPERTIES SKIP_RETURN_CODE 77)
+endforeach()
+set_tests_properties(test_backend_ops_cuda PROPERTIES LABELS gpu)
