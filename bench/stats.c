@@ -112,6 +112,7 @@ void ms_trace_stats_compute(const ms_trace_set *set, ms_trace_stats *st) {
     int64_t k = 0;
     for (int64_t h = 0; h < full; h++)
         if (h_all[h] > 0) h_img[k++] = h_img[h] / h_all[h];
+    st->full_hours = k;
     if (k) {
         qsort(h_img, (size_t)k, sizeof *h_img, cmp_double);
         st->image_share_min = h_img[0];
@@ -145,8 +146,12 @@ void ms_trace_stats_print(const ms_trace_stats *st, const char *label, FILE *out
     fprintf(out, "  first %s  last %s  duration %.1f s (%.2f h)\n", a, b, st->duration_s, st->duration_s / 3600);
     fprintf(out, "  requests/min: mean %.1f, peak %.0f (text peak %.0f, image peak %.0f); images/min peak %.0f\n",
             st->mean_rpm, st->peak_rpm, st->peak_text_rpm, st->peak_image_rpm, st->peak_images_pm);
-    fprintf(out, "  hourly image-request share: min %.1f%%, median %.1f%%, max %.1f%%\n", 100 * st->image_share_min,
-            100 * st->image_share_median, 100 * st->image_share_max);
+    if (st->full_hours)
+        fprintf(out, "  hourly image-request share (%lld full hours): min %.1f%%, median %.1f%%, max %.1f%%\n",
+                (long long)st->full_hours, 100 * st->image_share_min, 100 * st->image_share_median,
+                100 * st->image_share_max);
+    else
+        fprintf(out, "  hourly image-request share: n/a (less than one full hour)\n");
     const ms_quantiles *q = &st->images_per_request;
     fprintf(out, "  images per image request: p50 %.0f p90 %.0f p99 %.0f max %.0f mean %.2f\n", q->p50, q->p90, q->p99,
             q->max, q->mean);

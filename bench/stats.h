@@ -26,6 +26,7 @@ typedef struct ms_trace_stats {
     double duration_s;                         /* replay time after scaling */
     double mean_rpm, peak_rpm, peak_text_rpm, peak_image_rpm, peak_images_pm;
     double image_share_min, image_share_median, image_share_max; /* over full hours */
+    int64_t full_hours;
 } ms_trace_stats;
 
 void ms_trace_stats_compute(const ms_trace_set *set, ms_trace_stats *st);

@@ -24,7 +24,7 @@ static const img_range k_img_ranges[] = {
     {16, 25, 0.04, 0.60, 1},       /* <= 25: 92% */
     {25, 100, 0.025, 0.55, 1},     /* <= 100: 94.5% */
     {100, 500, 0.05, 0.50, 1},     /* <= 500: 99.5% */
-    {500, MAX_IMAGES, 0.005, 0.50, 1.6}, /* the rest up to the maximum, ~10,000 */
+    {500, MAX_IMAGES, 0.005, 0.50, 2.0}, /* the rest up to the maximum, ~10,000 */
 };
 
 static double g_img_cdf[MAX_IMAGES + 1]; /* P(count <= v), filled once */
@@ -134,7 +134,7 @@ static double norm_inv(double u) {
 /* ---- arrival rates: one week of per-minute rates from the epoch ---- */
 /* TRACE.md's image bursts, in hours from the epoch (Oct 15 12:00 UTC). */
 static const double k_bursts[][2] = {{6, 12}, {68, 78}, {125, 132}, {141, 153}};
-static const double k_burst_factor = 2.0;   /* image request rate inside a burst */
+static const double k_burst_factor = 1.7;   /* image request rate inside a burst */
 static const double k_image_corr = 0.6;     /* images vs prompt length (Gaussian copula) */
 
 struct ms_synth {
@@ -170,8 +170,8 @@ static void rates_build(ms_synth *s) {
         const double h = (double)(t_ms % 86400000) / 3600000.0;
         const double hours = m / 60.0;
         if (m % 60 == 0) { /* hourly log-noise, independent for text and images */
-            ar_text = 0.6 * ar_text + 0.22 * ms_rng_normal(&r);
-            ar_image = 0.75 * ar_image + 0.35 * ms_rng_normal(&r);
+            ar_text = 0.6 * ar_text + 0.18 * ms_rng_normal(&r);
+            ar_image = 0.75 * ar_image + 0.2 * ms_rng_normal(&r);
             if (hours > peak_until && ms_rng_uniform(&r) < 1.0 / 30) { /* ~one text peak a day */
                 peak_until = hours + 0.5 + 1.5 * ms_rng_uniform(&r);
                 peak_factor = 1.5 + 0.8 * ms_rng_uniform(&r);
@@ -181,7 +181,7 @@ static void rates_build(ms_synth *s) {
             spike_until = m + 2 + 6 * ms_rng_uniform(&r);
             spike_factor = 2.5 + 2.5 * ms_rng_uniform(&r);
         }
-        double text = (0.35 + 1.0 * bump(h, 15.5, 4.0) + 0.25 * bump(h, 3, 3)) * (weekend ? 0.55 : 1.0);
+        double text = (0.45 + 0.9 * bump(h, 15.5, 4.0) + 0.25 * bump(h, 3, 3)) * (weekend ? 0.55 : 1.0);
         text *= exp(ar_text) * (hours <= peak_until ? peak_factor : 1.0);
         double image = (0.6 + 0.5 * bump(h, 7, 4.5)) * (weekend ? 0.8 : 1.0) * exp(ar_image);
         bool in_burst = false;

@@ -187,7 +187,7 @@ ms_status ms_trace_select_rows(const ms_trace_row *rows, int64_t n_rows, const m
         }
         for (int64_t k = 0; k < copies - 1; k++)
             extra[k] = (double)r->t_ms + ms_rng_uniform(&rng) * (double)(next - r->t_ms);
-        qsort(extra, (size_t)(copies - 1), sizeof *extra, cmp_double);
+        if (copies > 2) qsort(extra, (size_t)(copies - 1), sizeof *extra, cmp_double);
         for (int64_t k = 0; k < copies; k++) {
             if (sel->max_requests && n >= sel->max_requests) break;
             if (n == cap) {

@@ -186,7 +186,7 @@ ms_status ms_vision_load(const ms_llava_config *cfg, const ms_weights *w, ms_ctx
     }
     const int64_t e = v->hidden, pp3 = 3 * (int64_t)v->patch * v->patch, s = v->n_patches + 1;
     const int64_t tt = v->text_hidden;
-    v->cap_owned = 8 + 16 * v->n_layers;
+    v->cap_owned = 10 + 16 * v->n_layers;
     v->owned = ms_xcalloc((size_t)v->cap_owned, sizeof *v->owned);
 
     ms_tensor conv = {0}, cls = {0};

@@ -130,6 +130,7 @@ ms_backend *ms_backend_cpu_create(int n_threads) {
         const long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int)n : 1;
     }
+    ms_cpu_blas_init();
     ms_cpu_state *st = ms_xcalloc(1, sizeof *st);
     st->n_threads = n_threads;
     st->pool = ms_cpu_pool_create(n_threads);

@@ -4,7 +4,7 @@
  */
 #include "kernels/cpu_internal.h"
 
-#include <cblas.h>
+#include <stdlib.h>
 
 /* cols[P, C*p*p] for P = N*(H/p)*(W/p) patches; column order (c, ky, kx) matches the
  * conv weight [E, C, p, p] flattened to [E, C*p*p]. */
@@ -40,8 +40,7 @@ void ms_cpu_patch_embed(ms_ctx *ctx, ms_tensor *out, const ms_tensor *pixels,
     j.cols = ms_xmalloc((size_t)(P * K) * sizeof(float));
     ms_cpu_parallel_for(ms_cpu_ctx_pool(ctx), P, 16, im2col_range, &j);
     /* out[P, E] = cols[P, K] weight[E, K]^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)P, (int)E, (int)K, 1.0f, j.cols,
-                (int)K, weight->data, (int)K, 0.0f, out->data, (int)E);
+    ms_cpu_gemm_nt(ctx, P, E, K, j.cols, weight->data, 0.0f, out->data);
     free(j.cols);
 }
 

@@ -33,6 +33,11 @@ static inline ms_cpu_pool *ms_cpu_ctx_pool(ms_ctx *ctx) {
 
 /* ---- ops (one group per file) ---- */
 /* cpu_matmul.c */
+/* Makes OpenBLAS single-threaded (once per process); the pool parallelises instead. */
+void ms_cpu_blas_init(void);
+/* c[M,N] = a[M,K] b[N,K]^T + beta * c, split over column blocks on the pool. */
+void ms_cpu_gemm_nt(ms_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *a,
+                    const float *b, float beta, float *c);
 void ms_cpu_matmul(ms_ctx *ctx, ms_tensor *y, const ms_tensor *x, const ms_tensor *w,
                    const ms_tensor *bias);
 /* cpu_norm.c */

@@ -24,9 +24,16 @@ ms_status ms_error_wrap(ms_error *err, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    char old[MS_ERROR_MSG_MAX];
-    memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    /* Build "<prefix>: <old>" in a buffer big enough for both, then truncate. */
+    char joined[2 * MS_ERROR_MSG_MAX + 2];
+    size_t np = strlen(prefix);
+    memcpy(joined, prefix, np);
+    joined[np] = ':';
+    joined[np + 1] = ' ';
+    size_t no = strnlen(err->msg, sizeof err->msg - 1);
+    memcpy(joined + np + 2, err->msg, no);
+    joined[np + 2 + no] = 0;
+    snprintf(err->msg, sizeof err->msg, "%.*s", (int)(sizeof err->msg - 1), joined);
     return err->status;
 }
 

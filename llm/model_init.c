@@ -233,7 +233,9 @@ static uint64_t fnv1a(const char *s) {
 void ms_model_tensor_fill(const ms_model_tensor *t, uint64_t seed, int64_t first, int64_t n, float *out) {
     MS_CHECK(first >= 0 && n >= 0 && first + n <= ms_model_tensor_numel(t));
     uint64_t key = seed ^ fnv1a(t->name);
-    const double half_width = sqrt(3.0) * t->std; /* uniform on [-w, w] has std w/sqrt(3) */
+    /* uniform on [-w, w] has std w/sqrt(3); 24-bit draws are plenty for bf16/f16 files
+     * and float math keeps a 7B model's 7e9 values cheap */
+    const float step = (float)(sqrt(3.0) * t->std) * 0x1.0p-23f, lo = t->mean - (float)(sqrt(3.0) * t->std);
     int64_t i = first, end = first + n;
     while (i < end) {
         int64_t block = i >> BLOCK_SHIFT;
@@ -243,8 +245,7 @@ void ms_model_tensor_fill(const ms_model_tensor *t, uint64_t seed, int64_t first
         for (int64_t skip = block << BLOCK_SHIFT; skip < i; skip++) xoshiro_next(s);
         int64_t stop = end < block_end ? end : block_end;
         for (; i < stop; i++) {
-            double u = (double)(xoshiro_next(s) >> 11) * 0x1.0p-53; /* [0, 1) */
-            out[i - first] = (float)(t->mean + half_width * (2.0 * u - 1.0));
+            out[i - first] = lo + step * (float)(xoshiro_next(s) >> 40); /* [-w, w) around mean */
         }
     }
 }

@@ -28,4 +28,36 @@ ms_status ms_tokenizer_decode(const ms_tokenizer *tok, const int32_t *ids, int32
  * special tokens <image>=1000 and <pad>=1001). */
 ms_status ms_tokenizer_write_tiny(const char *dir, ms_error *err);
 
+/* ---- additions by the tokenizer module ---- */
+
+/* Ids from tokenizer_config.json / the vocabulary, -1 when absent. image: "<image>"
+ * (LLaVA) or "<|image_pad|>" (Qwen2-VL). */
+int32_t ms_tokenizer_bos_id(const ms_tokenizer *tok);
+int32_t ms_tokenizer_eos_id(const ms_tokenizer *tok);
+int32_t ms_tokenizer_pad_id(const ms_tokenizer *tok);
+int32_t ms_tokenizer_image_id(const ms_tokenizer *tok);
+/* Number of ids (the largest id + 1, added tokens included). */
+int32_t ms_tokenizer_n_ids(const ms_tokenizer *tok);
+/* The piece of one id (NULL when the id is not in the vocabulary), and whether it is a
+ * special added token (BOS, EOS, <image>, <|im_end|>...). */
+const char *ms_tokenizer_piece(const ms_tokenizer *tok, int32_t id);
+bool ms_tokenizer_is_special(const ms_tokenizer *tok, int32_t id);
+/* tokenizer_config.json's strings (NULL when absent): bos_token, eos_token, chat_template. */
+const char *ms_tokenizer_bos_token(const ms_tokenizer *tok);
+const char *ms_tokenizer_eos_token(const ms_tokenizer *tok);
+const char *ms_tokenizer_chat_template(const ms_tokenizer *tok);
+
+/* Incremental decoding for streaming: push ids one at a time, get the text they add.
+ * Text comes out only as complete UTF-8 (a character split over byte-fallback pieces
+ * waits for its last piece), with the decoders' leading-space rules applied as in a
+ * full decode; the concatenation of everything pushed + finish equals
+ * ms_tokenizer_decode of all ids. One stream per sequence; the tokenizer is shared. */
+typedef struct ms_tokenizer_stream ms_tokenizer_stream;
+ms_tokenizer_stream *ms_tokenizer_stream_new(const ms_tokenizer *tok, bool skip_special);
+void ms_tokenizer_stream_free(ms_tokenizer_stream *s);
+/* *text: malloc'd, possibly "" (caller frees). */
+ms_status ms_tokenizer_stream_push(ms_tokenizer_stream *s, int32_t id, char **text, ms_error *err);
+/* The text still held back (an incomplete character decodes to U+FFFD, as decode does). */
+ms_status ms_tokenizer_stream_finish(ms_tokenizer_stream *s, char **text, ms_error *err);
+
 #endif

@@ -103,6 +103,14 @@ const ms_core_batch *core_batch_encode(ms_core *c, core_worker *w) {
 
 enum { PREFILL_MAX_SKIPS = 64 };
 
+static bool pool_has_device(const ms_core *c, ms_stage stage, int32_t device) {
+    for (int32_t i = 0; i < c->n_slots[stage]; i++) {
+        const core_worker *w = &c->workers[stage][i];
+        if (!w->removed && w->device == device) return true;
+    }
+    return false;
+}
+
 const ms_core_batch *core_batch_prefill(ms_core *c, core_worker *w) {
     batch_begin(w, MS_STAGE_PREFILL);
     core_req *skipped[PREFILL_MAX_SKIPS];
@@ -112,10 +120,14 @@ const ms_core_batch *core_batch_prefill(ms_core *c, core_worker *w) {
         core_req *r = core_heap_pop(&c->prefill_q);
         if (!r) break;
         if (r->n_blocks > 0 && r->device != w->device) {
-            /* its partial KV lives on another prefill device */
-            skipped[n_skipped++] = r;
-            if (n_skipped == PREFILL_MAX_SKIPS) break;
-            continue;
+            if (pool_has_device(c, MS_STAGE_PREFILL, r->device)) {
+                /* its partial KV lives on another prefill device: leave it to that one */
+                skipped[n_skipped++] = r;
+                if (n_skipped == PREFILL_MAX_SKIPS) break;
+                continue;
+            }
+            core_kv_release(c, r); /* that device lost its prefill workers: recompute here */
+            r->n_cached = 0;
         }
         int32_t remaining = r->n_known - r->n_cached;
         int32_t chunk = remaining < budget ? remaining : budget;

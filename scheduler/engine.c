@@ -122,6 +122,7 @@ static int32_t kv_blocks_auto(ms_engine *e, int32_t max_model_len) {
         if (dv->be->device == MS_DEVICE_CPU) {
             n = (int64_t)per_seq * o->max_num_seqs;
             int64_t cap = (int64_t)((1ull << 30) / bytes);
+            if (cap < per_seq) cap = per_seq; /* always room for one full sequence */
             if (n > cap) n = cap;
         } else {
             size_t free_b = 0, total_b = 0;
@@ -240,9 +241,14 @@ ms_status ms_engine_create(const ms_engine_options *o, ms_engine **out, ms_error
     pthread_mutex_unlock(&e->mu);
     MS_CHECK(pthread_create(&e->reaper, NULL, reaper_main, e) == 0);
     e->started = true;
-    ms_log(MS_LOG_INFO, LOG, "%s mode, workers: %d preprocess, %d encode, %d prefill, %d decode; "
-           "%d KV blocks of %d tokens per device", ms_engine_mode_name(o->mode), o->preprocess_threads,
-           o->encode_workers, o->prefill_workers, o->decode_workers, co.kv_blocks, co.block_size);
+    if (o->mode == MS_MODE_MONOLITHIC)
+        ms_log(MS_LOG_INFO, LOG, "monolithic mode, workers: %d preprocess, %d LLM (all stages); "
+               "%d KV blocks of %d tokens per device", o->preprocess_threads, o->decode_workers,
+               co.kv_blocks, co.block_size);
+    else
+        ms_log(MS_LOG_INFO, LOG, "disagg mode, workers: %d preprocess, %d encode, %d prefill, %d decode; "
+               "%d KV blocks of %d tokens per device", o->preprocess_threads, o->encode_workers,
+               o->prefill_workers, o->decode_workers, co.kv_blocks, co.block_size);
     *out = e;
     return MS_OK;
 fail:
@@ -397,7 +403,9 @@ ms_status ms_engine_submit(ms_engine *e, const ms_request_desc *d, uint64_t *id,
     pthread_mutex_lock(&e->mu);
     uint64_t seed = p->has_seed ? p->seed : splitmix(&e->seed_state);
     ms_sampler_init(&r->sampler, (ms_sample_params){p->temperature, p->top_k, p->top_p}, seed);
-    st = ms_core_arrive(e->core, &cd, &r->id, err);
+    uint64_t new_id = 0; /* r may be finished and freed as soon as the lock is released */
+    st = ms_core_arrive(e->core, &cd, &new_id, err);
+    r->id = new_id;
     if (st == MS_OK) {
         e->undelivered++;
         pthread_cond_broadcast(&e->work_cv);
@@ -407,7 +415,7 @@ ms_status ms_engine_submit(ms_engine *e, const ms_request_desc *d, uint64_t *id,
         eng_req_free(e, r);
         return st;
     }
-    if (id) *id = r->id;
+    if (id) *id = new_id;
     return MS_OK;
 }
 

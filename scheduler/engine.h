@@ -8,9 +8,10 @@
  * Weights are loaded once per device and shared by the workers on it; one paged KV
  * cache per device. See docs/scheduler.md for the policies.
  *
- * Callbacks run on engine worker threads, never under the engine's lock: they may call
- * ms_engine_cancel / ms_engine_stats, but must not block for long (they delay the
- * batch of every other request on that worker) and must not call ms_engine_destroy.
+ * Callbacks run on engine threads, never under the engine's lock: they may call
+ * ms_engine_cancel, ms_engine_stats_get and ms_engine_submit, must not block for long
+ * (they delay the batch of every other request on that worker), and must not call
+ * ms_engine_drain or ms_engine_destroy.
  */
 #ifndef MS_SCHED_ENGINE_H
 #define MS_SCHED_ENGINE_H
@@ -47,7 +48,7 @@ typedef struct ms_engine_options {
     int32_t block_size;            /* KV tokens per block (default 16) */
     int32_t kv_blocks;             /* per device; 0 = from gpu_memory_utilization (CUDA)
                                       or enough for max_num_seqs * max_model_len capped
-                                      at 1 GiB (CPU) */
+                                      at 1 GiB, at least one sequence (CPU) */
     float gpu_memory_utilization;  /* share of device memory for weights + KV (0.9) */
     int32_t max_queued_requests;   /* active requests before MS_ERR_BUSY (default 1024) */
     int32_t max_model_len;         /* prompt + output tokens; 0 = the model's

@@ -214,8 +214,8 @@ static ms_status parse_id_list(const char *s, int32_t **ids, int32_t *n, ms_erro
         long long x = strtoll(p, &end, 10);
         if (errno || end == p || x < INT32_MIN || x > INT32_MAX) {
             free(v);
-            return ms_errorf(err, MS_ERR_INVALID, "--prompt-ids: item %d of '%s' is not an integer",
-                             len + 1, s);
+            return ms_errorf(err, MS_ERR_INVALID, "--prompt-ids: item %d ('%.16s') is not an integer",
+                             len + 1, p);
         }
         if (len == cap) v = ms_xrealloc(v, (size_t)(cap *= 2) * sizeof *v);
         v[len++] = (int32_t)x;
@@ -224,7 +224,8 @@ static ms_status parse_id_list(const char *s, int32_t **ids, int32_t *n, ms_erro
         if (*p == 0) break;
         if (*p != ',') {
             free(v);
-            return ms_errorf(err, MS_ERR_INVALID, "--prompt-ids: unexpected '%c' in '%s'", *p, s);
+            return ms_errorf(err, MS_ERR_INVALID, "--prompt-ids: unexpected '%c' after item %d", *p,
+                             len);
         }
         p++;
     }

@@ -1,9 +1,13 @@
 # kernels: tensor helpers and the table-driven backend op test (every op, every backend).
 ms_add_test(test_tensor SOURCES test_tensor.c)
+ms_add_test(test_cpu_threads SOURCES test_cpu_threads.c)
 
 # One binary, one ctest entry per backend: the CUDA entry skips (77) without a GPU.
 add_executable(test_backend_ops ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_ops.c
                ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_ops_ref.c
+               ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_ops_cases.c
+               ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_ops_cases_attn.c
+               ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_ops_cases_image.c
                ${CMAKE_CURRENT_SOURCE_DIR}/test_util.c)
 target_link_libraries(test_backend_ops PRIVATE ms_server)
 target_compile_definitions(test_backend_ops PRIVATE MS_SOURCE_DIR="${CMAKE_SOURCE_DIR}")

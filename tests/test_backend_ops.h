@@ -1,8 +1,10 @@
 /*
- * Naive double-precision references for test_backend_ops, written from the op
- * definitions in kernels/backend.h and kernels/sample.h, independent of the backend
- * code. Inputs are host f32 arrays (already rounded to the backend's act dtype);
- * outputs are double.
+ * Shared by the parts of test_backend_ops: the harness (test_backend_ops.c: device
+ * buffers with guard bytes, random inputs, error check and report), the op cases
+ * (test_backend_ops_cases*.c) and the naive double-precision references
+ * (test_backend_ops_ref.c), written from the op definitions in kernels/backend.h and
+ * kernels/sample.h, independent of the backend code. Reference inputs are host f32
+ * arrays already rounded to the backend's act dtype; outputs are double.
  */
 #ifndef MS_TEST_BACKEND_OPS_H
 #define MS_TEST_BACKEND_OPS_H
@@ -12,6 +14,52 @@
 
 #include "kernels/backend.h"
 
+/* ---- harness ---- */
+typedef struct dbuf {
+    ms_tensor raw; /* i32[words]: GUARD | data (rounded up to 4 bytes) | GUARD */
+    ms_tensor t;   /* the tensor the op sees */
+    size_t nbytes;
+} dbuf;
+
+typedef struct limits {
+    double f32, bf16; /* NMSE limits for an f32 backend and a bf16 one */
+} limits;
+
+ms_backend *tbo_backend(void);
+ms_ctx *tbo_ctx(void);
+float tbo_uniform(float lo, float hi);      /* [lo, hi) */
+int32_t tbo_int(int32_t lo, int32_t hi);    /* [lo, hi] */
+float *tbo_rand_f32(int64_t n, float lo, float hi);
+/* Device buffer between guard bytes; data starts as NaN (0xFF bytes). */
+dbuf tbo_new(ms_dtype dt, int ndim, const int64_t *shape);
+dbuf tbo_new2(ms_dtype dt, int64_t a, int64_t c);
+/* Upload f32 host values in the buffer's dtype; host is rounded to what the device holds. */
+void tbo_set_f32(dbuf *b, float *host);
+void tbo_set_i32(dbuf *b, const int32_t *host);
+void tbo_get_f32(const dbuf *b, float *host);
+bool tbo_guards_ok(const dbuf *b);
+void tbo_free(dbuf *b);
+/* Random act-dtype input in [lo, hi); *host gets the (rounded) values, malloc'd. */
+dbuf tbo_rand(int ndim, const int64_t *shape, float lo, float hi, float **host);
+dbuf tbo_rand2(int64_t a, int64_t c, float lo, float hi, float **host);
+dbuf tbo_i32(int ndim, const int64_t *shape, const int32_t *host);
+dbuf tbo_i32_1d(int64_t n, const int32_t *host);
+bool tbo_selected(const char *op);
+/* One report line; counts a failure on NMSE over the limit, NaN/inf or touched guards. */
+void tbo_check_out(const char *op, const char *shape, const dbuf *out, const double *ref,
+                   limits lim);
+void tbo_check_ids(const char *op, const char *shape, const dbuf *out, const int32_t *ref);
+double *tbo_ref_buf(int64_t n);
+double *tbo_to_double(const float *x, int64_t n);
+/* False (and a failure) when the backend's table lacks the op. */
+bool tbo_supported(const char *op, bool present);
+
+/* ---- op cases ---- */
+void tbo_cases_core(void);      /* memory ops, matmul, norms, elementwise, rows */
+void tbo_cases_attention(void); /* rope, attention, kv_write, attention_paged */
+void tbo_cases_misc(void);      /* patch_embed, image_normalize, sample */
+
+/* ---- references ---- */
 void ref_matmul(double *y, const float *x, const float *w, const float *bias, int64_t M,
                 int64_t K, int64_t N);
 void ref_layernorm(double *y, const float *x, const float *g, const float *b, int64_t M,

@@ -170,56 +170,52 @@ void ref_image_normalize(double *out, const int32_t *rgb, int64_t N, int64_t H, 
                         (rgb[((n * H + y) * W + x) * 3 + c] * (double)rescale - mean[c]) / std[c];
 }
 
-/* Sampling by the letter of sample.h: rank tokens by repeated arg-max selection (no
- * sort shared with the backend), then cut and draw. */
+/* Sampling by the letter of sample.h: rank by (logit desc, id asc), cut by top-k and
+ * top-p, draw by the running weight sum. */
+typedef struct ranked {
+    double logit;
+    int32_t id;
+} ranked;
+
+static int ranked_cmp(const void *pa, const void *pb) {
+    const ranked *a = pa, *b = pb;
+    if (a->logit > b->logit) return -1;
+    if (a->logit < b->logit) return 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
 int32_t ref_sample(const float *logits, int32_t V, const ms_sample_params *p, float u) {
     int32_t best = 0;
     for (int32_t i = 1; i < V; i++)
         if (logits[i] > logits[best] || isnan(logits[best])) best = i;
     if (p->temperature <= 0) return best;
-    int32_t limit = V;
-    if (p->top_k > 0 && p->top_k < V) limit = p->top_k;
-    int32_t *order = malloc(sizeof(int32_t) * (size_t)V);
-    bool *taken = calloc((size_t)V, 1);
-    double *w = malloc(sizeof(double) * (size_t)V);
+    ranked *r = malloc(sizeof(ranked) * (size_t)V);
     int32_t n = 0;
-    while (n < limit) {
-        int32_t b = -1;
-        for (int32_t i = 0; i < V; i++)
-            if (!taken[i] && logits[i] > -INFINITY && (b < 0 || logits[i] > logits[b])) b = i;
-        if (b < 0) break;
-        taken[b] = true;
-        order[n] = b;
-        w[n] = exp(((double)logits[b] - logits[best]) / p->temperature);
-        n++;
-    }
+    for (int32_t i = 0; i < V; i++)
+        if (logits[i] > -INFINITY) r[n++] = (ranked){logits[i], i};
+    qsort(r, (size_t)n, sizeof *r, ranked_cmp);
+    if (p->top_k > 0 && p->top_k < n) n = p->top_k;
+    double *w = malloc(sizeof(double) * (size_t)(n ? n : 1));
     double sum = 0;
-    for (int32_t i = 0; i < n; i++) sum += w[i];
+    for (int32_t i = 0; i < n; i++) sum += w[i] = exp((r[i].logit - logits[best]) / p->temperature);
     if (p->top_p < 1.0f) {
         double run = 0;
         int32_t keep = 0;
-        for (; keep < n; keep++) {
-            run += w[keep];
-            if (run >= p->top_p * sum) {
-                keep++;
-                break;
-            }
-        }
+        while (keep < n && run < p->top_p * sum) run += w[keep++];
         n = keep < 1 ? 1 : keep;
         sum = 0;
         for (int32_t i = 0; i < n; i++) sum += w[i];
     }
-    int32_t pick = order[n - 1];
+    int32_t pick = r[n - 1].id;
     double run = 0;
     for (int32_t i = 0; i < n; i++) {
         run += w[i];
         if (run > u * sum) {
-            pick = order[i];
+            pick = r[i].id;
             break;
         }
     }
-    free(order);
-    free(taken);
+    free(r);
     free(w);
     return pick;
 }

@@ -122,6 +122,131 @@ static int32_t image_prompt(int32_t *toks, int32_t before, int32_t after) {
     return before + per + after;
 }
 
+/* ---- an independent reference: transformers' Llama forward, naive, in double ---- */
+
+static const float *wt(const char *fmt, int layer) {
+    char name[200];
+    snprintf(name, sizeof name, fmt, layer);
+    const ms_st_tensor *t = ms_weights_find(F.w, name);
+    MS_CHECKF(t && t->dtype == MS_DTYPE_F32, "reference needs f32 tensor %s", name);
+    return (const float *)t->data;
+}
+
+/* y[n] = W[n, k] x[k] */
+static void ref_linear(double *y, const float *w, const double *x, int n, int k) {
+    for (int i = 0; i < n; i++) {
+        double acc = 0;
+        for (int j = 0; j < k; j++) acc += (double)w[(size_t)i * k + j] * x[j];
+        y[i] = acc;
+    }
+}
+
+static void ref_rms(double *y, const double *x, const float *g, int n) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    const double r = 1.0 / sqrt(ss / n + F.cfg.text.rms_norm_eps);
+    for (int i = 0; i < n; i++) y[i] = x[i] * r * g[i];
+}
+
+/* Rotate-half RoPE on one head vector: pairs (i, i + D/2). */
+static void ref_rope(double *x, int D, int pos) {
+    for (int i = 0; i < D / 2; i++) {
+        const double inv = pow((double)F.cfg.text.rope_theta, -2.0 * i / D), a = pos * inv;
+        const double x0 = x[i], x1 = x[i + D / 2];
+        x[i] = x0 * cos(a) - x1 * sin(a);
+        x[i + D / 2] = x1 * cos(a) + x0 * sin(a);
+    }
+}
+
+/* Logits of the last token of toks[0..n); image rows from img_host (rows, H) in order. */
+static void ref_forward(const int32_t *toks, int n, const float *img_host, double *logits) {
+    const ms_llama_config *c = &F.cfg.text;
+    const int H = c->hidden_size, I = c->intermediate_size, Hq = c->num_attention_heads;
+    const int Hkv = c->num_key_value_heads, D = c->head_dim, L = c->num_hidden_layers;
+    double *x = calloc((size_t)n * H, sizeof *x), *xn = calloc((size_t)n * H, sizeof *xn);
+    double *q = calloc((size_t)n * Hq * D, sizeof *q), *k = calloc((size_t)n * Hkv * D, sizeof *k);
+    double *v = calloc((size_t)n * Hkv * D, sizeof *v), *att = calloc((size_t)Hq * D, sizeof *att);
+    double *o = calloc((size_t)H, sizeof *o), *g = calloc((size_t)I, sizeof *g), *u = calloc((size_t)I, sizeof *u);
+    double *sc = calloc((size_t)n, sizeof *sc);
+    const float *emb = wt("language_model.model.embed_tokens.weight", 0);
+    /* Embeddings; image-token rows take the image features in order. */
+    for (int t = 0, r = 0; t < n; t++) {
+        const bool image = toks[t] == F.cfg.image_token_index && img_host;
+        for (int j = 0; j < H; j++)
+            x[(size_t)t * H + j] = image ? img_host[(size_t)r * H + j] : emb[(size_t)toks[t] * H + j];
+        r += image;
+    }
+    for (int l = 0; l < L; l++) {
+        const float *wq = wt("language_model.model.layers.%d.self_attn.q_proj.weight", l);
+        const float *wk = wt("language_model.model.layers.%d.self_attn.k_proj.weight", l);
+        const float *wv = wt("language_model.model.layers.%d.self_attn.v_proj.weight", l);
+        const float *wo = wt("language_model.model.layers.%d.self_attn.o_proj.weight", l);
+        const float *g1 = wt("language_model.model.layers.%d.input_layernorm.weight", l);
+        const float *g2 = wt("language_model.model.layers.%d.post_attention_layernorm.weight", l);
+        const float *wg = wt("language_model.model.layers.%d.mlp.gate_proj.weight", l);
+        const float *wu = wt("language_model.model.layers.%d.mlp.up_proj.weight", l);
+        const float *wd = wt("language_model.model.layers.%d.mlp.down_proj.weight", l);
+        for (int t = 0; t < n; t++) {
+            ref_rms(xn + (size_t)t * H, x + (size_t)t * H, g1, H);
+            ref_linear(q + (size_t)t * Hq * D, wq, xn + (size_t)t * H, Hq * D, H);
+            ref_linear(k + (size_t)t * Hkv * D, wk, xn + (size_t)t * H, Hkv * D, H);
+            ref_linear(v + (size_t)t * Hkv * D, wv, xn + (size_t)t * H, Hkv * D, H);
+            for (int h = 0; h < Hq; h++) ref_rope(q + ((size_t)t * Hq + h) * D, D, t);
+            for (int h = 0; h < Hkv; h++) ref_rope(k + ((size_t)t * Hkv + h) * D, D, t);
+        }
+        for (int t = 0; t < n; t++) {
+            for (int h = 0; h < Hq; h++) {
+                const int kh = h / (Hq / Hkv);
+                double mx = -INFINITY, sum = 0;
+                for (int s2 = 0; s2 <= t; s2++) {
+                    double d = 0;
+                    for (int i = 0; i < D; i++) d += q[((size_t)t * Hq + h) * D + i] * k[((size_t)s2 * Hkv + kh) * D + i];
+                    sc[s2] = d / sqrt((double)D);
+                    mx = fmax(mx, sc[s2]);
+                }
+                for (int s2 = 0; s2 <= t; s2++) sum += sc[s2] = exp(sc[s2] - mx);
+                for (int i = 0; i < D; i++) {
+                    double acc = 0;
+                    for (int s2 = 0; s2 <= t; s2++) acc += sc[s2] * v[((size_t)s2 * Hkv + kh) * D + i];
+                    att[(size_t)h * D + i] = acc / sum;
+                }
+            }
+            ref_linear(o, wo, att, H, Hq * D);
+            for (int j = 0; j < H; j++) x[(size_t)t * H + j] += o[j];
+            ref_rms(xn + (size_t)t * H, x + (size_t)t * H, g2, H);
+            ref_linear(g, wg, xn + (size_t)t * H, I, H);
+            ref_linear(u, wu, xn + (size_t)t * H, I, H);
+            for (int i = 0; i < I; i++) g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
+            ref_linear(o, wd, g, H, I);
+            for (int j = 0; j < H; j++) x[(size_t)t * H + j] += o[j];
+        }
+    }
+    ref_rms(xn, x + (size_t)(n - 1) * H, wt("language_model.model.norm.weight", 0), H);
+    ref_linear(logits, wt("language_model.lm_head.weight", 0), xn, c->vocab_size, H);
+    free(x); free(xn); free(q); free(k); free(v); free(att); free(o); free(g); free(u); free(sc);
+}
+
+static void test_reference(const ms_tensor *img) {
+    int32_t toks[128];
+    const int32_t n = image_prompt(toks, 3, 4);
+    float *img_host = malloc((size_t)ms_tensor_numel(img) * sizeof *img_host);
+    ms_op_download(F.ctx, img_host, img);
+    ms_ctx_sync(F.ctx);
+    double *want = malloc((size_t)F.V * sizeof *want);
+    float *got = malloc((size_t)F.V * sizeof *got);
+    ref_forward(toks, n, img_host, want);
+    prefill(16, toks, n, img, got);
+    double d = 0, mag = 1;
+    for (int32_t i = 0; i < F.V; i++) {
+        d = fmax(d, fabs(want[i] - got[i]));
+        mag = fmax(mag, fabs(want[i]));
+    }
+    EXPECTF(d / mag < 1e-4, "decoder vs naive double reference: diff %g (max |logit| %g)", d, mag);
+    free(img_host);
+    free(want);
+    free(got);
+}
+
 static void test_decode_equals_recompute(int32_t bs, const ms_tensor *img) {
     enum { STEPS = 7 };
     int32_t toks[256];
@@ -480,6 +605,7 @@ int main(void) {
     EXPECT(F.cfg.text.num_key_value_heads < F.cfg.text.num_attention_heads); /* GQA covered */
 
     ms_tensor img = random_embeds(F.cfg.image_seq_length, 1.0f);
+    if (!F.cfg.text.tie_word_embeddings) test_reference(&img);
     test_decode_equals_recompute(16, NULL);
     test_decode_equals_recompute(4, NULL);
     test_decode_equals_recompute(4, &img);

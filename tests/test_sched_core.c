@@ -276,6 +276,28 @@ static void test_cross_device(void) {
     EXPECT(sim_compare_alone(r, N, s.image_tokens) == 0);
     expect_clean(&s);
     sim_free(&s);
+
+    /* two prefill devices with chunked prompts; the pool shrinks to one device while
+     * partial KV sits on the other: those requests recompute, none is stuck */
+    sim_make_mixed(r, N, 19, 400.0);
+    for (int i = 0; i < N; i++) r[i].n_text += 200;
+    ms_core_options_default(&o);
+    o.max_num_batched_tokens = 32;
+    o.workers[MS_STAGE_PREFILL] = 2;
+    o.workers[MS_STAGE_DECODE] = 2;
+    for (int st = MS_STAGE_PREFILL; st <= MS_STAGE_DECODE; st++) {
+        o.devices[st][0] = 0;
+        o.devices[st][1] = 1;
+        o.n_devices[st] = 2;
+    }
+    sim_init(&s, &o, r, N);
+    s.resizes[s.n_resizes++] = (sim_resize){0.02, MS_STAGE_PREFILL, 1};
+    core_make(&s, &o);
+    EXPECT(sim_run(&s, 1e6));
+    EXPECT(s.copies > 0);
+    EXPECT(sim_compare_alone(r, N, s.image_tokens) == 0);
+    expect_clean(&s);
+    sim_free(&s);
     free(r);
 }
 

@@ -286,7 +286,7 @@ int main(void) {
         /* drain: stops accepting, then cancels what is left */
         memset(&out[0], 0, sizeof out[0]);
         req_spec s = specs[0];
-        s.max_tokens = 400;
+        s.max_tokens = 300;
         target = g_done + 1;
         EXPECT(submit(e, &s, &out[0], &ids[0]) == MS_OK);
         ms_engine_drain(e, 0.01);

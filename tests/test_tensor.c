@@ -16,12 +16,6 @@ static float f32_of(uint32_t u) {
     return f;
 }
 
-static uint32_t bits_of(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
 static void test_shapes(void) {
     const int64_t shape[3] = {2, 3, 5};
     float buf[30];

@@ -1,0 +1,170 @@
+/* `modserve bench simulate`: flags, then load -> simulate -> report. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench/simulate.h"
+
+const char ms_sim_core_help[] =
+    "engine configuration (as `modserve serve`):\n"
+    "  --mode disagg|monolithic   default disagg\n"
+    "  --encode-workers N --prefill-workers N --decode-workers N   (default 1 each; monolithic:\n"
+    "                             --decode-workers is the number of LLM workers)\n"
+    "  --preprocess-threads N     default 2\n"
+    "  --max-num-seqs N (256)  --max-num-batched-tokens N (2048)  --encode-max-batch-images N (16)\n"
+    "  --kv-blocks N (4096 per device)  --block-size N (16)  --max-model-len N (4096)\n"
+    "  --max-queued-requests N (1024, 0 = none)  --priority-aging S (2.0)\n";
+
+int ms_sim_core_flag(ms_core_options *c, int argc, char **argv, int *i, ms_error *err) {
+    static const char *const k_int_flags[] = {"--encode-workers", "--prefill-workers", "--decode-workers",
+                                              "--preprocess-threads", "--max-num-seqs", "--max-num-batched-tokens",
+                                              "--encode-max-batch-images", "--kv-blocks", "--block-size",
+                                              "--max-model-len", "--max-queued-requests"};
+    int32_t *const k_targets[] = {&c->workers[MS_STAGE_ENCODE], &c->workers[MS_STAGE_PREFILL],
+                                  &c->workers[MS_STAGE_DECODE], &c->workers[MS_STAGE_PREPROCESS], &c->max_num_seqs,
+                                  &c->max_num_batched_tokens, &c->encode_max_batch_images, &c->kv_blocks,
+                                  &c->block_size, &c->max_model_len, &c->max_queued_requests};
+    const char *a = argv[*i];
+    const bool is_mode = !strcmp(a, "--mode"), is_aging = !strcmp(a, "--priority-aging");
+    size_t k = 0;
+    for (; k < sizeof k_int_flags / sizeof k_int_flags[0]; k++)
+        if (!strcmp(a, k_int_flags[k])) break;
+    if (k == sizeof k_int_flags / sizeof k_int_flags[0] && !is_mode && !is_aging) return 0;
+    if (*i + 1 >= argc) {
+        ms_errorf(err, MS_ERR_INVALID, "%s needs a value", a);
+        return -1;
+    }
+    const char *v = argv[++*i];
+    char *end;
+    if (is_mode) {
+        if (!strcmp(v, "disagg")) c->mode = MS_MODE_DISAGG;
+        else if (!strcmp(v, "monolithic")) c->mode = MS_MODE_MONOLITHIC;
+        else {
+            ms_errorf(err, MS_ERR_INVALID, "--mode '%s': expected disagg or monolithic", v);
+            return -1;
+        }
+        return 1;
+    }
+    if (is_aging) {
+        c->priority_aging_s = strtod(v, &end);
+        if (*end || !(c->priority_aging_s >= 0)) {
+            ms_errorf(err, MS_ERR_INVALID, "--priority-aging '%s': expected seconds >= 0", v);
+            return -1;
+        }
+        return 1;
+    }
+    const long x = strtol(v, &end, 10);
+    if (end == v || *end || x < 0 || x > 1 << 30) {
+        ms_errorf(err, MS_ERR_INVALID, "%s '%s': expected a non-negative integer", a, v);
+        return -1;
+    }
+    *k_targets[k] = (int32_t)x;
+    return 1;
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: modserve bench simulate --trace F --profile P [--out DIR] [options]\n\n"
+            "Discrete-event simulation of the engine on a virtual clock: the scheduler core of\n"
+            "`modserve serve` makes every decision, batch times come from profile.json (written by\n"
+            "`modserve bench profile`). Prints the replay report; with --out also summary.json,\n"
+            "requests.csv and plots.\n\n"
+            "  --trace F           trace (.csv or .csv.gz)\n"
+            "  --profile P         cost model (profile.json)\n"
+            "  --out DIR           report folder\n"
+            "  --goodput ttft:MS,tpot:MS[,e2el:MS]\n"
+            "  --image-policy keep|fit  --max-images N (100)   prompt sizing as in replay, with the\n"
+            "                      profile's image tokens\n"
+            "  --no-plots\n\n%s\n%s",
+            ms_sim_core_help, ms_trace_select_help);
+}
+
+int ms_bench_simulate_main(int argc, char **argv) {
+    ms_sim_options o = {.max_images = 100, .record_itl = -1};
+    ms_core_options_default(&o.core);
+    ms_trace_select_default(&o.sel);
+    const char *profile = NULL, *out_dir = NULL;
+    bool plots = true;
+    ms_error err = {0};
+    for (int i = 1; i < argc; i++) {
+        int r = ms_trace_select_flag(&o.sel, argc, argv, &i, &err);
+        if (r == 0) r = ms_sim_core_flag(&o.core, argc, argv, &i, &err);
+        if (r < 0) {
+            fprintf(stderr, "bench simulate: %s\n", err.msg);
+            return 2;
+        }
+        if (r > 0) continue;
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--no-plots")) { plots = false; continue; }
+        bool ok = v != NULL;
+        if (!ok) {
+        } else if (!strcmp(a, "--trace")) o.trace_path = v;
+        else if (!strcmp(a, "--profile")) profile = v;
+        else if (!strcmp(a, "--out")) out_dir = v;
+        else if (!strcmp(a, "--goodput")) ok = ms_slo_parse(v, &o.slo, &err) == MS_OK;
+        else if (!strcmp(a, "--max-images")) ok = (o.max_images = atoi(v)) > 0;
+        else if (!strcmp(a, "--image-policy")) {
+            if (!strcmp(v, "keep")) o.policy = MS_IMAGE_POLICY_KEEP;
+            else if (!strcmp(v, "fit")) o.policy = MS_IMAGE_POLICY_FIT;
+            else ok = false;
+        } else {
+            fprintf(stderr, "bench simulate: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "bench simulate: bad or missing value for %s %s\n", a, err.msg);
+            return 2;
+        }
+        i++;
+    }
+    if (!o.trace_path || !profile) {
+        usage(stderr);
+        return 2;
+    }
+    ms_cost_model cost;
+    if (ms_cost_model_load(profile, &cost, &err) != MS_OK) {
+        fprintf(stderr, "bench simulate: %s\n", err.msg);
+        return 1;
+    }
+    o.cost = &cost;
+    const double t0 = ms_time_now();
+    ms_trace_set set;
+    if (ms_trace_load(o.trace_path, &o.sel, &set, &err) != MS_OK) {
+        fprintf(stderr, "bench simulate: %s\n", err.msg);
+        return 1;
+    }
+    const double t_read = ms_time_now() - t0;
+    ms_bench_run run;
+    ms_sim_stats ss;
+    if (ms_simulate_run(&o, &set, &run, &ss, &err) != MS_OK) {
+        fprintf(stderr, "bench simulate: %s\n", err.msg);
+        ms_trace_set_free(&set);
+        return 1;
+    }
+    char target[512];
+    snprintf(target, sizeof target, "%s: encode %d, prefill %d, decode %d (profile %s on %s)",
+             o.core.mode == MS_MODE_MONOLITHIC ? "monolithic" : "disagg", o.core.workers[MS_STAGE_ENCODE],
+             o.core.workers[MS_STAGE_PREFILL], o.core.workers[MS_STAGE_DECODE], cost.model, cost.device);
+    run.target = target;
+    ms_report_console(&run, stdout);
+    printf("\nsimulated %lld requests (%.1f s of virtual time) in %.2f s: %llu events, %llu batches, %llu refused at "
+           "arrival, %llu stalled; reading the trace took %.2f s\n",
+           (long long)set.n, run.duration_s, ss.wall_s, (unsigned long long)ss.events, (unsigned long long)ss.batches,
+           (unsigned long long)ss.rejected, (unsigned long long)ss.stalled, t_read);
+    int rc = 0;
+    if (out_dir) {
+        if (ms_report_write(&run, out_dir, plots, &err) != MS_OK) {
+            fprintf(stderr, "bench simulate: %s\n", err.msg);
+            rc = 1;
+        } else {
+            printf("report: %s/summary.json, %s/requests.csv%s\n", out_dir, out_dir, plots ? ", plots *.png" : "");
+        }
+    }
+    ms_bench_run_free(&run);
+    ms_trace_set_free(&set);
+    return rc;
+}

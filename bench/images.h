@@ -1,0 +1,36 @@
+/*
+ * Generated request images for the replayer: a pool of PNG and JPEG images whose sizes
+ * follow TRACE.md (median about 500 pixels per side, p95 over 1,000: a log-normal with
+ * median 500 and sigma 0.48, aspect ratio 0.6-1.6, sides clamped to [64, 2048]), with
+ * content that does not compress to nothing (smooth gradients, shapes and pixel noise,
+ * so PNG stays large and JPEG does real work), kept as ready data: URLs.
+ */
+#ifndef MS_BENCH_IMAGES_H
+#define MS_BENCH_IMAGES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/ms_common.h"
+
+typedef struct ms_bench_image {
+    int32_t width, height;
+    const char *format;       /* "png" or "jpeg" */
+    size_t bytes;             /* encoded size */
+    char *data_url;           /* "data:image/png;base64,..." */
+} ms_bench_image;
+
+typedef struct ms_image_pool {
+    ms_bench_image *images;
+    int32_t n;
+} ms_image_pool;
+
+/* n images (alternating JPEG and PNG), deterministic for a seed. */
+void ms_image_pool_build(ms_image_pool *p, int32_t n, uint64_t seed);
+void ms_image_pool_free(ms_image_pool *p);
+/* Draws one side length pair as the pool does (for tests). */
+void ms_image_size_draw(uint64_t seed, int32_t index, int32_t *w, int32_t *h);
+/* Base64 (standard alphabet, padded) of n bytes; malloc'd, NUL-terminated. */
+char *ms_base64_encode(const uint8_t *data, size_t n, size_t *out_len);
+
+#endif

@@ -1,0 +1,318 @@
+/*
+ * The replay loop: one thread, libcurl multi. Each turn sends every request whose time
+ * has come (and for which a --max-concurrency slot is free), lets curl move bytes,
+ * and parses the server-sent events as they arrive, stamping each chunk with the
+ * monotonic clock. A request that fails (transport error, non-200, error event, no
+ * [DONE]) is recorded as failed with the reason, never dropped.
+ */
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench/replay.h"
+
+const char *const ms_run_stage_names[MS_RUN_STAGES] = {"preprocess", "encode", "prefill", "decode"};
+
+void ms_replay_options_default(ms_replay_options *o) {
+    memset(o, 0, sizeof *o);
+    o->url = "http://127.0.0.1:8000";
+    ms_trace_select_default(&o->sel);
+    o->policy = MS_IMAGE_POLICY_KEEP;
+    o->max_images = 100;
+    o->image_pool = 16;
+    o->calibrate = true;
+    o->request_timeout_s = 600;
+    o->progress = -1;
+    o->plots = true;
+}
+
+/* Per in-flight request state. */
+typedef struct flight {
+    ms_run_request *r;
+    CURL *easy;
+    char *body;
+    char *sse;                /* unparsed stream bytes */
+    size_t sse_n, sse_cap;
+    double t0;                /* monotonic send time */
+    double last_chunk;
+    bool done_seen;
+    bool error_event;
+    int32_t usage_completion;
+} flight;
+
+static void set_error(ms_run_request *r, const char *msg) {
+    if (!r->error) r->error = ms_xstrdup(msg);
+}
+
+static void itl_push(ms_run_request *r, double v) {
+    if (r->m.n_itl == r->itl_cap) {
+        r->itl_cap = r->itl_cap ? r->itl_cap * 2 : 64;
+        r->itl_buf = ms_xrealloc(r->itl_buf, (size_t)r->itl_cap * sizeof *r->itl_buf);
+    }
+    r->itl_buf[r->m.n_itl++] = v;
+}
+
+/* The per-stage timestamps of the extension field: ms_request_times names in seconds
+ * on the server's clock; kept relative to the server's arrival. */
+static void parse_timings(ms_run_request *r, const cJSON *t) {
+    const cJSON *arrival = cJSON_GetObjectItemCaseSensitive(t, "arrival");
+    if (!cJSON_IsNumber(arrival)) return;
+    const double a = arrival->valuedouble;
+    for (int s = 0; s < MS_RUN_STAGES; s++) {
+        char k[64];
+        const cJSON *q, *b, *e;
+        snprintf(k, sizeof k, "%s_queued", ms_run_stage_names[s]);
+        q = cJSON_GetObjectItemCaseSensitive(t, k);
+        snprintf(k, sizeof k, "%s_start", ms_run_stage_names[s]);
+        b = cJSON_GetObjectItemCaseSensitive(t, k);
+        snprintf(k, sizeof k, "%s_end", ms_run_stage_names[s]);
+        e = cJSON_GetObjectItemCaseSensitive(t, k);
+        if (s == 3) e = cJSON_GetObjectItemCaseSensitive(t, "last_token"); /* decode ends at the last token */
+        /* 0 means "did not happen" (ms_request_times). */
+        r->stage_queued[s] = cJSON_IsNumber(q) && q->valuedouble > 0 ? q->valuedouble - a : -1;
+        r->stage_start[s] = cJSON_IsNumber(b) && b->valuedouble > 0 ? b->valuedouble - a : -1;
+        r->stage_end[s] = cJSON_IsNumber(e) && e->valuedouble > 0 ? e->valuedouble - a : -1;
+    }
+    r->has_stages = true;
+}
+
+static void handle_event(flight *f, const char *data, double now) {
+    ms_run_request *r = f->r;
+    if (!strcmp(data, "[DONE]")) {
+        f->done_seen = true;
+        return;
+    }
+    cJSON *j = cJSON_Parse(data);
+    if (!j) {
+        set_error(r, "malformed stream event");
+        f->error_event = true;
+        return;
+    }
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
+    if (err) {
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
+        set_error(r, cJSON_IsString(msg) ? msg->valuestring : "error event");
+        f->error_event = true;
+    }
+    const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ch, "delta"), "content");
+    if (cJSON_IsString(content) && content->valuestring[0]) {
+        if (r->chunks == 0) r->m.ttft_s = now - f->t0;
+        else itl_push(r, now - f->last_chunk);
+        f->last_chunk = now;
+        r->chunks++;
+    }
+    const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
+    if (cJSON_IsNumber(pt)) r->actual_prompt = (int32_t)pt->valuedouble;
+    if (cJSON_IsNumber(ct)) f->usage_completion = (int32_t)ct->valuedouble;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "timings");
+    if (!t) t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "modserve"), "timings");
+    if (cJSON_IsObject(t)) parse_timings(r, t);
+    cJSON_Delete(j);
+}
+
+/* Splits complete events ("...\n\n") off the buffer; data lines carry the payload. */
+static void sse_drain(flight *f, double now) {
+    size_t start = 0;
+    for (;;) {
+        char *base = f->sse + start;
+        char *end = NULL;
+        size_t sep = 0;
+        for (size_t i = 0; start + i + 1 < f->sse_n; i++) {
+            if (base[i] == '\n' && base[i + 1] == '\n') { end = base + i; sep = 2; break; }
+            if (base[i] == '\n' && base[i + 1] == '\r' && start + i + 2 < f->sse_n && base[i + 2] == '\n') {
+                end = base + i; sep = 3; break;
+            }
+        }
+        if (!end) break;
+        *end = 0;
+        /* One event: join its data: lines (SSE allows several). */
+        char *save = NULL;
+        for (char *line = strtok_r(base, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            size_t l = strlen(line);
+            if (l && line[l - 1] == '\r') line[--l] = 0;
+            if (!strncmp(line, "data:", 5)) handle_event(f, line + 5 + (line[5] == ' '), now);
+        }
+        start += (size_t)(end - base) + sep;
+    }
+    memmove(f->sse, f->sse + start, f->sse_n - start);
+    f->sse_n -= start;
+}
+
+static size_t on_data(char *data, size_t size, size_t nmemb, void *ctx) {
+    flight *f = ctx;
+    const size_t k = size * nmemb;
+    const double now = ms_time_now();
+    if (f->sse_n + k + 1 > f->sse_cap) {
+        f->sse_cap = (f->sse_n + k + 1) * 2;
+        f->sse = ms_xrealloc(f->sse, f->sse_cap);
+    }
+    memcpy(f->sse + f->sse_n, data, k);
+    f->sse_n += k;
+    f->sse[f->sse_n] = 0;
+    if (f->sse_n > (16u << 20)) return 0; /* an event larger than 16 MiB: give up on it */
+    sse_drain(f, now);
+    return k;
+}
+
+static void flight_finish(flight *f, CURLcode code, double now) {
+    ms_run_request *r = f->r;
+    long status = 0;
+    curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
+    r->http_status = (int32_t)status;
+    r->m.e2e_s = now - f->t0;
+    if (code != CURLE_OK) {
+        set_error(r, curl_easy_strerror(code));
+    } else if (status != 200) {
+        char msg[160];
+        /* The error body is JSON without SSE framing: show its start. */
+        snprintf(msg, sizeof msg, "HTTP %ld: %.120s", status, f->sse ? f->sse : "");
+        for (char *p = msg; *p; p++) if (*p == '\n' || *p == '\r') *p = ' ';
+        set_error(r, msg);
+    } else if (!f->error_event && !f->done_seen) {
+        set_error(r, "stream ended without [DONE]");
+    } else if (!f->error_event && r->chunks == 0) {
+        set_error(r, "no tokens streamed");
+    }
+    r->m.ok = !r->error;
+    r->m.output_tokens = f->usage_completion > 0 ? f->usage_completion : r->chunks;
+    r->m.prompt_tokens = r->actual_prompt >= 0 ? r->actual_prompt : r->expected_prompt;
+    r->m.itl = r->itl_buf;
+    if (!r->m.ok) r->m.n_itl = 0;
+}
+
+static void progress_print(int64_t sent, int64_t n, int64_t inflight, int64_t done, int64_t errors, double t) {
+    const int width = 30, fill = n ? (int)(width * done / n) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r[%s] sent %lld/%lld  in flight %lld  done %lld  errors %lld  %.0fs ", bar, (long long)sent,
+            (long long)n, (long long)inflight, (long long)done, (long long)errors, t);
+    fflush(stderr);
+}
+
+ms_status ms_replay_run(const ms_replay_options *o, const ms_trace_set *set, ms_bench_run *run, ms_error *err) {
+    memset(run, 0, sizeof *run);
+    run->kind = "replay";
+    run->trace_path = o->trace;
+    run->target = o->url;
+    run->sel = o->sel;
+    run->slo = o->slo;
+    run->max_concurrency = o->max_concurrency;
+    run->image_policy = o->policy == MS_IMAGE_POLICY_FIT ? "fit" : "keep";
+    ms_image_pool pool;
+    ms_image_pool_build(&pool, o->image_pool, o->sel.seed);
+    char model[256];
+    ms_prompt_plan plan;
+    ms_status st = ms_replay_prepare(o, &pool, model, sizeof model, &plan, err);
+    if (st != MS_OK) {
+        ms_image_pool_free(&pool);
+        return st;
+    }
+    run->image_tokens = plan.image_tokens;
+    run->image_tokens_source = plan.image_tokens_source;
+    run->prompt_overhead = plan.overhead;
+    run->tokens_per_word = plan.per_word;
+    run->calibrated = plan.calibrated;
+    run->n = set->n;
+    run->reqs = ms_xcalloc((size_t)(set->n ? set->n : 1), sizeof *run->reqs);
+    for (int64_t i = 0; i < set->n; i++) {
+        ms_run_request *r = &run->reqs[i];
+        r->trace = set->reqs[i];
+        r->m.cls = r->trace.n_images > 0 ? MS_CLASS_IMAGE : MS_CLASS_TEXT;
+        r->target_prompt = r->trace.context_tokens;
+        r->actual_prompt = -1;
+        ms_prompt_size(&plan, o->policy, o->max_images, r->trace.n_images, r->trace.context_tokens, &r->images_sent,
+                       &r->text_words, &r->expected_prompt);
+        if (r->images_sent < r->trace.n_images) run->images_capped++;
+        for (int s = 0; s < MS_RUN_STAGES; s++) r->stage_queued[s] = r->stage_start[s] = r->stage_end[s] = -1;
+    }
+    const bool progress = o->progress > 0 || (o->progress < 0 && isatty(STDERR_FILENO));
+    CURLM *multi = curl_multi_init();
+    MS_CHECK(multi);
+    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    hdr = curl_slist_append(hdr, "Expect:"); /* no 100-continue round trip for large bodies */
+    hdr = curl_slist_append(hdr, "Accept: text/event-stream");
+    char auth[512];
+    if (o->api_key) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", o->api_key);
+        hdr = curl_slist_append(hdr, auth);
+    }
+    char url[1024];
+    snprintf(url, sizeof url, "%s/v1/chat/completions", o->url);
+    int64_t next = 0, inflight = 0, done = 0, errors = 0;
+    const double t_start = ms_time_now();
+    double last_progress = 0, last_end = t_start;
+    while (done < set->n) {
+        double now = ms_time_now();
+        /* Send every request whose time has come. */
+        while (next < set->n && run->reqs[next].trace.send_s <= now - t_start &&
+               (o->max_concurrency <= 0 || inflight < o->max_concurrency)) {
+            ms_run_request *r = &run->reqs[next];
+            flight *f = ms_xcalloc(1, sizeof *f);
+            f->r = r;
+            f->body = ms_replay_body(model, &pool, next, r->images_sent, r->text_words,
+                                     r->trace.generated_tokens > 0 ? r->trace.generated_tokens : 1, true);
+            f->easy = curl_easy_init();
+            MS_CHECK(f->easy);
+            curl_easy_setopt(f->easy, CURLOPT_URL, url);
+            curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, hdr);
+            curl_easy_setopt(f->easy, CURLOPT_POSTFIELDS, f->body);
+            curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, on_data);
+            curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
+            curl_easy_setopt(f->easy, CURLOPT_PRIVATE, f);
+            curl_easy_setopt(f->easy, CURLOPT_NOSIGNAL, 1L);
+            if (o->request_timeout_s > 0)
+                curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, (long)(o->request_timeout_s * 1000));
+            f->t0 = ms_time_now();
+            r->m.send_s = f->t0 - t_start;
+            curl_multi_add_handle(multi, f->easy);
+            next++;
+            inflight++;
+        }
+        int running = 0;
+        curl_multi_perform(multi, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(multi, &left))) {
+            if (msg->msg != CURLMSG_DONE) continue;
+            flight *f = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&f);
+            const double t = ms_time_now();
+            flight_finish(f, msg->data.result, t);
+            last_end = t;
+            errors += !f->r->m.ok;
+            curl_multi_remove_handle(multi, f->easy);
+            curl_easy_cleanup(f->easy);
+            free(f->body);
+            free(f->sse);
+            free(f);
+            inflight--;
+            done++;
+        }
+        now = ms_time_now();
+        if (progress && (now - last_progress > 0.2 || done == set->n)) {
+            progress_print(next, set->n, inflight, done, errors, now - t_start);
+            last_progress = now;
+        }
+        if (done == set->n) break;
+        /* Sleep in curl until the next send time, at most 50 ms. */
+        int wait_ms = 50;
+        if (next < set->n && (o->max_concurrency <= 0 || inflight < o->max_concurrency)) {
+            const double due = run->reqs[next].trace.send_s - (now - t_start);
+            wait_ms = due <= 0 ? 0 : (int)fmin(50.0, ceil(due * 1000.0));
+        }
+        curl_multi_poll(multi, NULL, 0, wait_ms, NULL);
+    }
+    if (progress) fputc('\n', stderr);
+    run->duration_s = set->n ? last_end - t_start - run->reqs[0].m.send_s : 0;
+    curl_slist_free_all(hdr);
+    curl_multi_cleanup(multi);
+    ms_image_pool_free(&pool);
+    return MS_OK;
+}

@@ -1,0 +1,74 @@
+/*
+ * The open-loop replayer: requests go out at their (scaled) trace times whether or not
+ * earlier ones have finished, as streaming chat completions with ignore_eos and
+ * max_tokens = min_tokens = GeneratedTokens, over libcurl's multi interface on one
+ * thread. Prompt sizing (docs/bench.md): NumImages generated images plus filler text of
+ * repeated short words, sized so the server counts ContextTokens prompt tokens; the
+ * template overhead, tokens per word and tokens per image are measured first with
+ * small calibration requests (unless given), and the report compares target and actual
+ * prompt tokens from the server's usage.
+ */
+#ifndef MS_BENCH_REPLAY_H
+#define MS_BENCH_REPLAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bench/images.h"
+#include "bench/report.h"
+
+typedef enum ms_image_policy {
+    MS_IMAGE_POLICY_KEEP = 0, /* send every image (up to max_images); the prompt may grow */
+    MS_IMAGE_POLICY_FIT,      /* send only the images whose tokens fit ContextTokens (at least 1) */
+} ms_image_policy;
+
+typedef struct ms_replay_options {
+    const char *trace;
+    const char *url;          /* base URL, e.g. http://127.0.0.1:8000 */
+    const char *model;        /* NULL: the first id of /v1/models, else "default" */
+    const char *api_key;
+    const char *out_dir;
+    ms_trace_select sel;
+    ms_slo slo;
+    int32_t max_concurrency;  /* 0 = unlimited */
+    ms_image_policy policy;
+    int32_t image_tokens;     /* 0 = calibrate / ask the server / 576 */
+    int32_t max_images;       /* per request cap on images sent */
+    int32_t image_pool;       /* distinct generated images */
+    bool calibrate;
+    double request_timeout_s;
+    int progress;             /* -1 auto (stderr is a TTY), 0 off, 1 on */
+    bool plots;
+} ms_replay_options;
+
+void ms_replay_options_default(ms_replay_options *o);
+
+/* Prompt sizing parameters. */
+typedef struct ms_prompt_plan {
+    double overhead;          /* tokens of an empty prompt (template, BOS) */
+    double per_word;          /* tokens per filler word */
+    int32_t image_tokens;
+    const char *image_tokens_source;
+    bool calibrated;
+} ms_prompt_plan;
+
+/* Images to send and filler words for one request under a policy. */
+void ms_prompt_size(const ms_prompt_plan *plan, ms_image_policy policy, int32_t max_images, int32_t n_images,
+                    int32_t context_tokens, int32_t *images_sent, int32_t *words, int32_t *expected_prompt);
+/* The JSON body of one request (malloc'd). */
+char *ms_replay_body(const char *model, const ms_image_pool *pool, int64_t index, int32_t images, int32_t words,
+                     int32_t max_tokens, bool stream);
+/* Filler text of n words (malloc'd). */
+char *ms_filler_text(int32_t words);
+
+/* Asks /v1/models for the model id and image tokens; measures prompt overhead, tokens
+ * per word and (if not given) tokens per image with small non-streaming requests. */
+ms_status ms_replay_prepare(const ms_replay_options *o, const ms_image_pool *pool, char *model, size_t model_size,
+                            ms_prompt_plan *plan, ms_error *err);
+
+/* Runs the replay and fills run (the caller frees it with ms_bench_run_free). */
+ms_status ms_replay_run(const ms_replay_options *o, const ms_trace_set *set, ms_bench_run *run, ms_error *err);
+
+int ms_bench_replay_main(int argc, char **argv);
+
+#endif

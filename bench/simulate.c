@@ -1,0 +1,232 @@
+/*
+ * The discrete-event loop of the simulator (see simulate.h). Events are arrivals (in
+ * trace order) and batch completions (a binary heap by end time). After every event
+ * each idle worker asks the core for a batch, exactly as an engine worker thread would;
+ * its duration comes from the cost model:
+ *   preprocess: per request, by its images;  encode: by images in the batch;
+ *   LLM batch:  prefill(tokens of its prefill chunks) + decode_step(decode items, mean
+ *               context) (a monolithic batch can hold both).
+ * The virtual clock starts at 1 s, because the core's timestamps use 0 for "never".
+ */
+#include "bench/simulate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { SIM_T0 = 1 };
+
+typedef struct sim_event {
+    double t;
+    int32_t stage, worker;
+    const ms_core_batch *batch;
+} sim_event;
+
+typedef struct sim {
+    double now;
+    sim_event *heap;
+    int64_t n_heap, cap_heap;
+} sim;
+
+static double sim_clock(void *ctx) { return ((sim *)ctx)->now; }
+
+static void heap_push(sim *s, sim_event e) {
+    if (s->n_heap == s->cap_heap) {
+        s->cap_heap = s->cap_heap ? s->cap_heap * 2 : 64;
+        s->heap = ms_xrealloc(s->heap, (size_t)s->cap_heap * sizeof *s->heap);
+    }
+    int64_t i = s->n_heap++;
+    while (i > 0 && s->heap[(i - 1) / 2].t > e.t) {
+        s->heap[i] = s->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    s->heap[i] = e;
+}
+
+static sim_event heap_pop(sim *s) {
+    const sim_event top = s->heap[0], last = s->heap[--s->n_heap];
+    int64_t i = 0;
+    for (;;) {
+        int64_t c = 2 * i + 1;
+        if (c >= s->n_heap) break;
+        if (c + 1 < s->n_heap && s->heap[c + 1].t < s->heap[c].t) c++;
+        if (s->heap[c].t >= last.t) break;
+        s->heap[i] = s->heap[c];
+        i = c;
+    }
+    if (s->n_heap) s->heap[i] = last;
+    return top;
+}
+
+static double batch_cost(const ms_cost_model *m, const ms_core_batch *b) {
+    if (b->stage == MS_STAGE_PREPROCESS) {
+        double t = 0;
+        for (int32_t i = 0; i < b->n_items; i++) t += ms_cost_preprocess(m, ((ms_run_request *)b->items[i].user)->images_sent);
+        return t;
+    }
+    if (b->stage == MS_STAGE_ENCODE) return ms_cost_encode(m, b->n_items);
+    int64_t prefill_tokens = 0, n_decode = 0;
+    double ctx = 0;
+    for (int32_t i = 0; i < b->n_items; i++) {
+        const ms_core_item *it = &b->items[i];
+        if (it->is_prefill) {
+            prefill_tokens += it->n_tokens;
+        } else {
+            n_decode++;
+            ctx += it->pos0 + it->n_tokens;
+        }
+    }
+    double t = 0;
+    if (prefill_tokens) t += ms_cost_prefill(m, (int32_t)prefill_tokens);
+    if (n_decode) t += ms_cost_decode(m, (int32_t)n_decode, ctx / (double)n_decode);
+    return t;
+}
+
+static void itl_push(ms_run_request *r, double v) {
+    if (r->m.n_itl == r->itl_cap) {
+        r->itl_cap = r->itl_cap ? r->itl_cap * 2 : 16;
+        r->itl_buf = ms_xrealloc(r->itl_buf, (size_t)r->itl_cap * sizeof *r->itl_buf);
+    }
+    r->itl_buf[r->m.n_itl++] = v;
+}
+
+static void fail(ms_run_request *r, const char *msg) {
+    if (!r->error) r->error = ms_xstrdup(msg);
+    r->m.ok = false;
+}
+
+/* A finished request: copy the core's timestamps into the report's fields. */
+static void finish(ms_run_request *r, const ms_core_finished *f) {
+    const ms_request_times *t = &f->times;
+    const double a = t->arrival;
+    r->m.ttft_s = t->first_token > 0 ? t->first_token - a : 0;
+    r->m.e2e_s = (t->last_token > 0 ? t->last_token : t->finished) - a;
+    r->m.output_tokens = f->completion_tokens;
+    r->actual_prompt = f->prompt_tokens;
+    r->m.prompt_tokens = f->prompt_tokens;
+    r->chunks = f->completion_tokens;
+    r->http_status = f->status == MS_OK ? 200 : 500;
+    r->m.itl = r->itl_buf;
+    if (f->status != MS_OK || f->finish == MS_FINISH_ERROR || f->finish == MS_FINISH_CANCELLED)
+        fail(r, f->finish == MS_FINISH_CANCELLED ? "cancelled" : ms_status_name(f->status));
+    else
+        r->m.ok = true;
+    const double q[MS_RUN_STAGES] = {t->preprocess_queued, t->encode_queued, t->prefill_queued, t->decode_queued};
+    const double s[MS_RUN_STAGES] = {t->preprocess_start, t->encode_start, t->prefill_start, t->decode_start};
+    const double e[MS_RUN_STAGES] = {t->preprocess_end, t->encode_end, t->prefill_end, t->last_token};
+    for (int k = 0; k < MS_RUN_STAGES; k++) {
+        r->stage_queued[k] = q[k] > 0 ? q[k] - a : -1;
+        r->stage_start[k] = s[k] > 0 ? s[k] - a : -1;
+        r->stage_end[k] = e[k] > 0 ? e[k] - a : -1;
+    }
+    r->has_stages = true;
+}
+
+ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_bench_run *run, ms_sim_stats *stats,
+                          ms_error *err) {
+    memset(run, 0, sizeof *run);
+    memset(stats, 0, sizeof *stats);
+    const double wall0 = ms_time_now();
+    sim s = {.now = SIM_T0};
+    ms_core_options co = o->core;
+    co.clock = (ms_clock){sim_clock, &s};
+    ms_core *core;
+    ms_status st = ms_core_create(&co, &core, err);
+    if (st != MS_OK) return ms_error_wrap(err, "simulate");
+    run->kind = "simulate";
+    run->trace_path = o->trace_path;
+    run->sel = o->sel;
+    run->slo = o->slo;
+    run->image_policy = o->policy == MS_IMAGE_POLICY_FIT ? "fit" : "keep";
+    run->image_tokens = o->cost->image_tokens;
+    run->image_tokens_source = "profile";
+    run->tokens_per_word = 1;
+    run->n = set->n;
+    run->reqs = ms_xcalloc((size_t)(set->n ? set->n : 1), sizeof *run->reqs);
+    const ms_prompt_plan plan = {.overhead = 0, .per_word = 1, .image_tokens = o->cost->image_tokens};
+    int64_t out_tokens = 0;
+    for (int64_t i = 0; i < set->n; i++) {
+        ms_run_request *r = &run->reqs[i];
+        r->trace = set->reqs[i];
+        r->m.cls = r->trace.n_images > 0 ? MS_CLASS_IMAGE : MS_CLASS_TEXT;
+        r->m.send_s = r->trace.send_s;
+        r->target_prompt = r->trace.context_tokens;
+        r->actual_prompt = -1;
+        ms_prompt_size(&plan, o->policy, o->max_images, r->trace.n_images, r->trace.context_tokens, &r->images_sent,
+                       &r->text_words, &r->expected_prompt);
+        if (r->images_sent < r->trace.n_images) run->images_capped++;
+        for (int k = 0; k < MS_RUN_STAGES; k++) r->stage_queued[k] = r->stage_start[k] = r->stage_end[k] = -1;
+        out_tokens += r->trace.generated_tokens;
+    }
+    const bool itl = o->record_itl > 0 || (o->record_itl < 0 && out_tokens < 50000000);
+    bool *busy[MS_STAGE_COUNT];
+    int32_t slots[MS_STAGE_COUNT];
+    for (int k = 0; k < MS_STAGE_COUNT; k++) {
+        slots[k] = ms_core_worker_slots(core, (ms_stage)k);
+        busy[k] = ms_xcalloc((size_t)(slots[k] + 1), sizeof *busy[k]);
+    }
+    int64_t next = 0, finished = 0;
+    double last_done = SIM_T0;
+    while (next < set->n || s.n_heap > 0) {
+        const double t_arr = next < set->n ? SIM_T0 + set->reqs[next].send_s : INFINITY;
+        if (s.n_heap > 0 && s.heap[0].t <= t_arr) {
+            const sim_event e = heap_pop(&s);
+            s.now = e.t;
+            const ms_core_batch *b = e.batch;
+            if (b->stage != MS_STAGE_PREPROCESS && b->stage != MS_STAGE_ENCODE)
+                for (int32_t i = 0; i < b->n_items; i++) {
+                    ms_run_request *r = b->items[i].user;
+                    if (!b->items[i].samples) continue;
+                    if (itl && r->chunks > 0) itl_push(r, s.now - r->m.e2e_s); /* e2e_s holds the last token time here */
+                    r->m.e2e_s = s.now;
+                    r->chunks++;
+                }
+            ms_core_batch_done(core, b, NULL);
+            busy[e.stage][e.worker] = false;
+            stats->batches++;
+        } else {
+            s.now = t_arr;
+            ms_run_request *r = &run->reqs[next++];
+            const ms_core_req_desc d = {.n_prompt = r->expected_prompt > 0 ? r->expected_prompt : 1,
+                                        .n_images = r->images_sent,
+                                        .image_tokens = o->cost->image_tokens,
+                                        .max_tokens = r->trace.generated_tokens > 0 ? r->trace.generated_tokens : 1,
+                                        .user = r};
+            uint64_t id;
+            ms_error aerr = {0};
+            if (ms_core_arrive(core, &d, &id, &aerr) != MS_OK) {
+                fail(r, aerr.msg);
+                stats->rejected++;
+                finished++;
+            }
+        }
+        stats->events++;
+        ms_core_finished f;
+        while (ms_core_pop_finished(core, &f)) {
+            ms_run_request *r = f.user;
+            r->chunks = 0;
+            finish(r, &f);
+            last_done = fmax(last_done, s.now);
+            finished++;
+        }
+        for (int k = 0; k < MS_STAGE_COUNT; k++)
+            for (int32_t w = 0; w < slots[k]; w++) {
+                if (busy[k][w] || !ms_core_has_work(core, (ms_stage)k, w)) continue;
+                const ms_core_batch *b = ms_core_next_batch(core, (ms_stage)k, w);
+                if (!b) continue;
+                busy[k][w] = true;
+                heap_push(&s, (sim_event){s.now + batch_cost(o->cost, b), k, w, b});
+            }
+    }
+    for (int64_t i = 0; i < set->n; i++)
+        if (!run->reqs[i].m.ok && !run->reqs[i].error) {
+            fail(&run->reqs[i], "never finished (simulation stalled)");
+            stats->stalled++;
+        }
+    run->duration_s = set->n ? last_done - SIM_T0 - set->reqs[0].send_s : 0;
+    for (int k = 0; k < MS_STAGE_COUNT; k++) free(busy[k]);
+    free(s.heap);
+    ms_core_destroy(core);
+    stats->wall_s = ms_time_now() - wall0;
+    return MS_OK;
+}

@@ -1,0 +1,51 @@
+/*
+ * `modserve bench simulate`: a discrete-event simulation that drives the same scheduler
+ * core as the server (scheduler/core.h) on a virtual clock. Arrivals come from the trace
+ * (after selection), prompts are sized as the replayer sizes them (same image policy),
+ * and a worker that gets a batch from the core is busy for the time the cost model
+ * (profile.json) predicts; then the batch is reported done. The result is a
+ * ms_bench_run, so the report is the replayer's.
+ */
+#ifndef MS_BENCH_SIMULATE_H
+#define MS_BENCH_SIMULATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bench/cost_model.h"
+#include "bench/replay.h"
+#include "scheduler/core.h"
+
+typedef struct ms_sim_options {
+    ms_core_options core;     /* workers, batching, KV; the clock is the simulator's */
+    const ms_cost_model *cost;
+    ms_image_policy policy;
+    int32_t max_images;
+    ms_slo slo;
+    int record_itl;           /* -1 auto (when the run's output tokens are < 50M), 0, 1 */
+    const char *trace_path;
+    ms_trace_select sel;
+} ms_sim_options;
+
+typedef struct ms_sim_stats {
+    uint64_t events, batches;
+    uint64_t rejected;        /* refused at arrival (busy or over the limits) */
+    uint64_t stalled;         /* never finished (should be 0) */
+    double wall_s;            /* real time the simulation took */
+} ms_sim_stats;
+
+ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_bench_run *run, ms_sim_stats *stats,
+                          ms_error *err);
+
+/* Core flags shared by simulate and tune: --mode, --encode-workers, --prefill-workers,
+ * --decode-workers, --preprocess-threads, --max-num-seqs, --max-num-batched-tokens,
+ * --encode-max-batch-images, --kv-blocks, --block-size, --max-model-len,
+ * --max-queued-requests, --priority-aging. Same return convention as
+ * ms_trace_select_flag. */
+int ms_sim_core_flag(ms_core_options *c, int argc, char **argv, int *i, ms_error *err);
+extern const char ms_sim_core_help[];
+
+int ms_bench_simulate_main(int argc, char **argv);
+int ms_bench_tune_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,157 @@
+/*
+ * Shared ground of the CUDA backend: the check macros (tier 1: a failed CUDA or cuBLAS
+ * call is a bug, reported with file, line, device and the call, then abort), the
+ * per-context stream state, bf16 helpers and block reductions.
+ *
+ * Every op file (one op or one family per .cu, as ggml-cuda does) has a kernel, a
+ * launcher that takes a cudaStream_t and raw pointers, and an entry ms_cuda_<op> that
+ * unpacks the tensors; cuda_backend.cu puts the entries into the op table. The ms_op_*
+ * wrappers in kernels/backend.c have already checked shapes, dtypes and devices.
+ */
+#ifndef MS_CUDA_COMMON_CUH
+#define MS_CUDA_COMMON_CUH
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+/* The C headers use C11's _Noreturn, which C++ spells [[noreturn]]. */
+#ifndef _Noreturn
+#define _Noreturn [[noreturn]]
+#endif
+extern "C" {
+#include "kernels/arena.h"
+#include "kernels/backend.h"
+}
+
+/* ---- tier-1 checks ---- */
+
+[[noreturn]] void ms_cuda_fail(const char *file, int line, const char *call, const char *what);
+
+#define MS_CUDA_CHECK(call)                                                            \
+    do {                                                                               \
+        const cudaError_t ms_cuda_e_ = (call);                                         \
+        if (ms_cuda_e_ != cudaSuccess)                                                 \
+            ms_cuda_fail(__FILE__, __LINE__, #call, cudaGetErrorString(ms_cuda_e_));   \
+    } while (0)
+
+#define MS_CUBLAS_CHECK(call)                                                          \
+    do {                                                                               \
+        const cublasStatus_t ms_cublas_s_ = (call);                                    \
+        if (ms_cublas_s_ != CUBLAS_STATUS_SUCCESS)                                     \
+            ms_cuda_fail(__FILE__, __LINE__, #call, cublasLtGetStatusString(ms_cublas_s_)); \
+    } while (0)
+
+/* After every launch: a bad configuration is reported at once; in debug builds (no
+ * NDEBUG, or MODSERVE_CUDA_DEBUG) the stream is synchronised too, so a fault inside the
+ * kernel is reported at the launch that caused it, not at some later call. */
+#if !defined(NDEBUG) || defined(MODSERVE_CUDA_DEBUG)
+#define MS_CUDA_LAUNCHED(stream)                                                       \
+    do {                                                                               \
+        MS_CUDA_CHECK(cudaGetLastError());                                             \
+        MS_CUDA_CHECK(cudaStreamSynchronize(stream));                                  \
+    } while (0)
+#else
+#define MS_CUDA_LAUNCHED(stream) MS_CUDA_CHECK(cudaGetLastError())
+#endif
+
+/* Device-side invariant (bad index from model code): print and trap; the next CUDA call
+ * on the host then fails through MS_CUDA_CHECK and aborts. */
+#define MS_DEVICE_CHECK(cond, fmt, ...)                                                \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            printf("modserve cuda: device check failed %s:%d: " fmt "\n", __FILE__,   \
+                   __LINE__, __VA_ARGS__);                                             \
+            __trap();                                                                  \
+        }                                                                              \
+    } while (0)
+
+/* ---- backend and stream state ---- */
+
+typedef struct ms_cuda_state {
+    int device;
+    int sm_count;
+    size_t smem_optin;          /* max dynamic shared memory per block */
+    char name[256];
+} ms_cuda_state;
+
+/* What ctx->stream points at: the stream plus what its ops need privately, so
+ * concurrent workers never share a cuBLASLt workspace. */
+typedef struct ms_cuda_stream {
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *lt_workspace;         /* device, MS_CUDA_LT_WORKSPACE bytes */
+    int device;
+} ms_cuda_stream;
+
+enum { MS_CUDA_LT_WORKSPACE = 32 << 20 };
+
+static inline ms_cuda_state *ms_cuda_state_of(const ms_ctx *ctx) {
+    return (ms_cuda_state *)ctx->backend->impl;
+}
+
+/* The context's stream state, with the calling thread bound to the backend's device
+ * (workers are threads; the current device is per thread). */
+ms_cuda_stream *ms_cuda_ctx_stream(ms_ctx *ctx);
+static inline cudaStream_t ms_cuda_stream_of(ms_ctx *ctx) {
+    return ms_cuda_ctx_stream(ctx)->stream;
+}
+
+/* Scratch device memory from the context's arena (valid until ms_ctx_reset); aborts when
+ * the device is out of memory. */
+void *ms_cuda_scratch(ms_ctx *ctx, size_t bytes);
+
+/* ---- element helpers ---- */
+
+typedef __nv_bfloat16 bf16;
+
+static inline unsigned ms_cuda_blocks(int64_t n, int threads) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b > 1048576) b = 1048576; /* grid-stride loops take the rest */
+    return (unsigned)(b > 0 ? b : 1);
+}
+
+__device__ __forceinline__ float ms_ld(const bf16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ float ms_ld(const float *p) { return *p; }
+__device__ __forceinline__ float ms_ld(const __half *p) { return __half2float(*p); }
+__device__ __forceinline__ void ms_st(bf16 *p, float v) { *p = __float2bfloat16(v); }
+__device__ __forceinline__ void ms_st(float *p, float v) { *p = v; }
+__device__ __forceinline__ void ms_st(__half *p, float v) { *p = __float2half(v); }
+
+/* Sum over a warp, and over a block of blockDim.x threads (a multiple of 32, <= 1024);
+ * every thread gets the result. `red` is __shared__ scratch of 32 values. */
+template <typename T> __device__ __forceinline__ T ms_warp_sum(T v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+template <typename T> __device__ __forceinline__ T ms_warp_max(T v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+template <typename T> __device__ T ms_block_sum(T v, T *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = ms_warp_sum(v);
+    __syncthreads(); /* red may still be read from a previous call */
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    T s = lane < nw ? red[lane] : T(0);
+    return ms_warp_sum(s);
+}
+
+template <typename T> __device__ T ms_block_max(T v, T *red, T lowest) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = ms_warp_max(v);
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    T s = lane < nw ? red[lane] : lowest;
+    return ms_warp_max(s);
+}
+
+#endif

