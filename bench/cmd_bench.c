@@ -34,6 +34,8 @@ static const bench_command k_bench[] = {
     {"synth", ms_bench_synth_main, "write a synthetic look-alike of the Azure LMM trace"},
     {"replay", ms_bench_replay_main, "open-loop replay of a trace against a server, with report and plots"},
     {"simulate", ms_bench_simulate_main, "discrete-event simulation of the engine on a trace (same report)"},
+    {"tune", ms_bench_tune_main, "fewest GPUs per stage meeting an SLO, by simulation"},
+    {"profile", ms_bench_profile_main, "measure the real engine and write the simulator's profile.json"},
 #ifdef MS_HAVE_KERNELS_BENCH
     {"kernels", ms_bench_kernels_main, "backend op micro-benchmarks"},
 #else

@@ -155,6 +155,14 @@ int ms_bench_simulate_main(int argc, char **argv) {
            "arrival, %llu stalled; reading the trace took %.2f s\n",
            (long long)set.n, run.duration_s, ss.wall_s, (unsigned long long)ss.events, (unsigned long long)ss.batches,
            (unsigned long long)ss.rejected, (unsigned long long)ss.stalled, t_read);
+    if (ss.stalled) {
+        const ms_core_stats *c = &ss.end;
+        printf("STALLED: the core still held %d requests with no batch to run: queued preprocess %d, encode %d, "
+               "prefill %d, decode %d; running decode %d; KV blocks used %d of %d\n",
+               c->active, c->stage[MS_STAGE_PREPROCESS].queued, c->stage[MS_STAGE_ENCODE].queued,
+               c->stage[MS_STAGE_PREFILL].queued, c->stage[MS_STAGE_DECODE].queued, c->stage[MS_STAGE_DECODE].running,
+               c->kv_blocks_used, c->kv_blocks_total);
+    }
     int rc = 0;
     if (out_dir) {
         if (ms_report_write(&run, out_dir, plots, &err) != MS_OK) {

@@ -218,6 +218,7 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
                 heap_push(&s, (sim_event){s.now + batch_cost(o->cost, b), k, w, b});
             }
     }
+    ms_core_stats_get(core, &stats->end);
     for (int64_t i = 0; i < set->n; i++)
         if (!run->reqs[i].m.ok && !run->reqs[i].error) {
             fail(&run->reqs[i], "never finished (simulation stalled)");

@@ -31,6 +31,7 @@ typedef struct ms_sim_stats {
     uint64_t events, batches;
     uint64_t rejected;        /* refused at arrival (busy or over the limits) */
     uint64_t stalled;         /* never finished (should be 0) */
+    ms_core_stats end;        /* the core's statistics when the events ran out */
     double wall_s;            /* real time the simulation took */
 } ms_sim_stats;
 
@@ -47,5 +48,6 @@ extern const char ms_sim_core_help[];
 
 int ms_bench_simulate_main(int argc, char **argv);
 int ms_bench_tune_main(int argc, char **argv);
+int ms_bench_profile_main(int argc, char **argv); /* bench/profile.c: needs the engine */
 
 #endif

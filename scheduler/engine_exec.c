@@ -7,6 +7,7 @@
  * ownership on one device, and by a block copy through the op table across devices.
  * Runs without the engine lock: the core guarantees one batch per request at a time.
  */
+#include <math.h>
 #include <string.h>
 
 #include "scheduler/engine_internal.h"
@@ -130,6 +131,25 @@ static int32_t count_image_tokens(const ms_engine *e, const int32_t *ids, int32_
     return c;
 }
 
+/* Below min_tokens the end-of-sequence and stop ids are masked out of sampling (-inf
+ * logit), as vLLM and transformers' min_new_tokens do, rather than emitted. */
+static void mask_token(ms_ctx *ctx, ms_tensor *logits, int32_t row, int32_t tok) {
+    int64_t vocab = logits->shape[1];
+    if (tok < 0 || tok >= vocab) return;
+    int64_t one[1] = {1};
+    ms_tensor cell = ms_tensor_make(MS_DTYPE_F32, 1, one,
+                                    (float *)logits->data + (int64_t)row * vocab + tok,
+                                    logits->device, logits->device_index); /* f32[1] */
+    ms_op_fill(ctx, &cell, -INFINITY);
+}
+
+static void mask_until_min_tokens(ms_ctx *ctx, ms_tensor *logits, int32_t row, const eng_req *r,
+                                  int32_t eos) {
+    if (r->n_tokens - r->n_prompt >= r->params.min_tokens) return;
+    if (!r->params.ignore_eos) mask_token(ctx, logits, row, eos);
+    for (int32_t i = 0; i < r->params.n_stop_ids; i++) mask_token(ctx, logits, row, r->params.stop_ids[i]);
+}
+
 static bool is_stop(const eng_req *r, int32_t tok, int32_t generated, int32_t eos) {
     if (generated < r->params.min_tokens) return false;
     if (!r->params.ignore_eos && tok == eos) return true;
@@ -185,6 +205,7 @@ static void exec_llm(eng_worker *w, const ms_core_batch *b) {
             if (!b->items[i].samples) continue; /* greedy row, discarded */
             params[i] = r->sampler.params;
             uniforms[i] = ms_sampler_uniform(&r->sampler);
+            mask_until_min_tokens(w->ctx, &logits, i, r, e->cfg.text.eos_token_id);
         }
         int64_t shape[1] = {n};
         ms_tensor out = ms_ctx_tensor(w->ctx, MS_DTYPE_I32, 1, shape); /* i32[n] */

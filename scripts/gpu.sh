@@ -40,6 +40,7 @@ prepare_deps() {
         local cflags="" flag
         for flag in $(pkg-config --cflags-only-I "$m"); do
             cflags="$cflags -I\${prefix}/include${flag#-I}"
+            mkdir -p "$root/include${flag#-I}" # CMake wants every include dir to exist
         done
         [ -n "$cflags" ] || cflags="-I\${prefix}/include/usr/include"
         local libs="" ldirs; ldirs="$(pkg-config --libs-only-L "$m" | sed 's/-L//g') /usr/lib/x86_64-linux-gnu /lib/x86_64-linux-gnu"
@@ -129,7 +130,8 @@ LD_LIBRARY_PATH=$D/lib PKG_CONFIG_LIBDIR=$D/pkgconfig exec $D/bin/pkgconf "\$@"
 EOF
         chmod +x "$D/bin/pkg-config"
         CMAKE_EXTRA+=(-DPKG_CONFIG_EXECUTABLE="$D/bin/pkg-config" -DCMAKE_PREFIX_PATH="$D/include/usr;$D"
-                      -DZLIB_INCLUDE_DIR="$D/include/usr/include" -DZLIB_LIBRARY="$D/lib/libz.so")
+                      -DZLIB_INCLUDE_DIR="$D/include/usr/include" -DZLIB_LIBRARY="$D/lib/libz.so"
+                      -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$D/lib" -DCMAKE_BUILD_RPATH="$D/lib")
         RUN_LD=$D/lib
         note "using the carried Debian dependencies in $D"
     else

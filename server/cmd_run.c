@@ -332,8 +332,8 @@ static ms_status load_images(const run_opts *o, run_state *r, ms_error *err) {
     ms_image_limits lim;
     ms_image_limits_default(&lim);
     for (int32_t i = 0; i < o->n_images; i++) {
-        uint8_t *bytes;
-        size_t n;
+        uint8_t *bytes = NULL;
+        size_t n = 0;
         ms_status st = read_file_limited(o->images[i], lim.max_bytes, &bytes, &n, err);
         if (st != MS_OK) return st;
         ms_image_u8 img = {0};

@@ -274,7 +274,7 @@ static void test_chunked_prefill(int32_t bs, const ms_tensor *img) {
     int32_t n = img ? image_prompt(toks, 3, 5) : 19;
     if (!img) random_text(toks, n);
     /* Odd chunk sizes; with the image, chunk borders fall inside the image tokens. */
-    int32_t chunks[16], nc = 0, left = n;
+    int32_t chunks[16] = {0}, nc = 0, left = n;
     const int32_t sizes[] = {3, 7, 1, 5, 30, 2, 11};
     for (int i = 0; left > 0; i = (i + 1) % 7) {
         int32_t c = sizes[i] < left ? sizes[i] : left;

@@ -185,6 +185,39 @@ static int compare(const req_out *a, const req_out *ref, int n, const char *what
     return bad;
 }
 
+/* min_tokens masks stop ids out of sampling: with the first greedy token as a stop id,
+ * min_tokens 0 stops at once, min_tokens 3 must produce 3 tokens none of which is it. */
+static void check_min_tokens(const char *model, const req_spec *s, const req_out *ref) {
+    ms_engine_options o;
+    base_options(&o, model);
+    ms_engine *e = engine_make(&o);
+    if (!e) return;
+    const int32_t stop = ref->tokens[0];
+    for (int32_t min_tokens = 0; min_tokens <= 3; min_tokens += 3) {
+        req_out out = {.order_ok = true};
+        ms_request_desc d = {.prompt = s->prompt, .n_prompt = s->n_prompt, .on_token = on_token,
+                             .on_done = on_done, .user = &out};
+        ms_request_params_default(&d.params);
+        d.params.max_tokens = 6;
+        d.params.min_tokens = min_tokens;
+        d.params.stop_ids = &stop;
+        d.params.n_stop_ids = 1;
+        ms_error err = {0};
+        uint64_t id;
+        int target = g_done + 1;
+        EXPECTF(ms_engine_submit(e, &d, &id, &err) == MS_OK, "%s", err.msg);
+        wait_done(target);
+        if (min_tokens == 0) {
+            EXPECTF(out.n == 1 && out.res.finish == MS_FINISH_STOP, "%d tokens", out.n);
+        } else {
+            EXPECTF(out.n >= min_tokens, "%d tokens", out.n);
+            for (int32_t i = 0; i < min_tokens && i < out.n; i++)
+                EXPECTF(out.tokens[i] != stop, "stop id %d sampled at %d below min_tokens", stop, i);
+        }
+    }
+    ms_engine_destroy(e);
+}
+
 int main(void) {
     const char *model = ms_test_tiny_model(1, "f32");
     for (int k = 0; k < 8; k++) g_png[k] = make_png(k);
@@ -198,6 +231,11 @@ int main(void) {
         EXPECT(ref[i].done == 1 && ref[i].res.status == MS_OK);
         finished += ref[i].res.finish == MS_FINISH_STOP || ref[i].res.finish == MS_FINISH_LENGTH;
     }
+    for (int i = 0; i < N_REQS; i++)
+        if (specs[i].n_images == 0 && !specs[i].bad_image && ref[i].n >= 1) {
+            check_min_tokens(model, &specs[i], &ref[i]);
+            break;
+        }
     EXPECT(finished == N_REQS);
 
     /* disagg, several workers per pool, a KV pool small enough to force preemption */

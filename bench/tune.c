@@ -1,0 +1,235 @@
+/*
+ * `modserve bench tune`: the fewest GPUs (one worker = one GPU; preprocessing is CPU)
+ * whose per-stage worker counts meet an SLO-attainment target on a trace window, found
+ * by simulation, beside (a) ModServe's rule and (b) the best monolithic count.
+ *
+ * Search (disagg): for G = 3, 4, ..., --gpus-max every split encode + prefill + decode
+ * = G (each >= 1) is simulated; the first G with a split meeting the target wins, and
+ * among its splits the highest attainment (then goodput). Monolithic: 1, 2, ... LLM
+ * workers until the target is met.
+ *
+ * ModServe's rule (paper, section on autoscaling): per stage, replicas = ceil(load /
+ * the load one replica carries within the SLO), with encoder load in image tokens/s,
+ * prefill load in prompt tokens/s and decode load in output tokens/s over the window.
+ * "Within the SLO" here: an encode or prefill batch may take at most half the TTFT SLO
+ * (the two share it), a decode step at most the TPOT SLO; one replica's capacity is its
+ * best throughput over the batch sizes the engine allows under that bound.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench/simulate.h"
+
+typedef struct tune_result {
+    int32_t workers[MS_STAGE_COUNT];
+    bool monolithic;
+    int32_t gpus;
+    double attainment, goodput;
+    bool meets;
+    bool valid;
+} tune_result;
+
+static void evaluate(const ms_sim_options *base, const ms_trace_set *set, bool mono, int32_t e, int32_t p, int32_t d,
+                     double target, tune_result *out) {
+    ms_sim_options o = *base;
+    o.record_itl = 0;
+    o.core.mode = mono ? MS_MODE_MONOLITHIC : MS_MODE_DISAGG;
+    o.core.workers[MS_STAGE_ENCODE] = mono ? 0 : e;
+    o.core.workers[MS_STAGE_PREFILL] = mono ? 0 : p;
+    o.core.workers[MS_STAGE_DECODE] = d;
+    memset(out, 0, sizeof *out);
+    out->monolithic = mono;
+    out->workers[MS_STAGE_ENCODE] = mono ? 0 : e;
+    out->workers[MS_STAGE_PREFILL] = mono ? 0 : p;
+    out->workers[MS_STAGE_DECODE] = d;
+    out->gpus = mono ? d : e + p + d;
+    ms_bench_run run;
+    ms_sim_stats ss;
+    ms_error err = {0};
+    if (ms_simulate_run(&o, set, &run, &ss, &err) != MS_OK) {
+        ms_log(MS_LOG_WARN, "tune", "%s", err.msg);
+        return;
+    }
+    ms_bench_metrics m;
+    ms_run_metrics(&run, -1, &m);
+    out->attainment = m.attainment;
+    out->goodput = m.goodput;
+    out->meets = m.attainment >= target;
+    out->valid = true;
+    ms_bench_run_free(&run);
+}
+
+static bool better(const tune_result *a, const tune_result *b) {
+    if (!b->valid) return a->valid;
+    if (a->attainment != b->attainment) return a->attainment > b->attainment;
+    return a->goodput > b->goodput;
+}
+
+/* Best throughput of one replica whose batch latency stays within bound (0 = none). */
+static double capacity(double (*lat)(const ms_cost_model *, int32_t), const ms_cost_model *m, int32_t max_batch,
+                       double units_per_item, double bound) {
+    double best = 0;
+    for (int32_t b = 1; b <= max_batch; b = b < 64 ? b + 1 : b + b / 16) {
+        const double t = lat(m, b);
+        if (t <= 0 || (bound > 0 && t > bound)) continue;
+        best = fmax(best, b * units_per_item / t);
+    }
+    return best;
+}
+
+static double prefill_lat(const ms_cost_model *m, int32_t tokens) { return ms_cost_prefill(m, tokens); }
+static double encode_lat(const ms_cost_model *m, int32_t images) { return ms_cost_encode(m, images); }
+
+static void modserve_rule(const ms_sim_options *o, const ms_trace_set *set, int32_t out[3], double load[3], double cap[3]) {
+    const ms_cost_model *m = o->cost;
+    const ms_prompt_plan plan = {.per_word = 1, .image_tokens = m->image_tokens};
+    double img_tok = 0, prompt_tok = 0, out_tok = 0, ctx = 0;
+    for (int64_t i = 0; i < set->n; i++) {
+        int32_t imgs, words, expect;
+        ms_prompt_size(&plan, o->policy, o->max_images, set->reqs[i].n_images, set->reqs[i].context_tokens, &imgs,
+                       &words, &expect);
+        img_tok += (double)imgs * m->image_tokens;
+        prompt_tok += expect;
+        out_tok += set->reqs[i].generated_tokens;
+        ctx += expect + 0.5 * set->reqs[i].generated_tokens;
+    }
+    const double window = set->n ? fmax(set->reqs[set->n - 1].send_s - set->reqs[0].send_s, 1.0) : 1.0;
+    const double mean_ctx = set->n ? ctx / (double)set->n : 0;
+    load[0] = img_tok / window;
+    load[1] = prompt_tok / window;
+    load[2] = out_tok / window;
+    const double half_ttft = o->slo.ttft_s > 0 ? 0.5 * o->slo.ttft_s : 0;
+    cap[0] = capacity(encode_lat, m, o->core.encode_max_batch_images, m->image_tokens, half_ttft);
+    cap[1] = capacity(prefill_lat, m, o->core.max_num_batched_tokens, 1, half_ttft);
+    cap[2] = 0;
+    for (int32_t b = 1; b <= o->core.max_num_seqs; b++) {
+        const double t = ms_cost_decode(m, b, mean_ctx);
+        if (t > 0 && (o->slo.tpot_s <= 0 || t <= o->slo.tpot_s)) cap[2] = fmax(cap[2], b / t);
+    }
+    for (int k = 0; k < 3; k++) out[k] = cap[k] > 0 ? (int32_t)fmax(1, ceil(load[k] / cap[k])) : 1;
+}
+
+static void print_row(const char *name, const tune_result *r) {
+    if (!r->valid) {
+        printf("%-22s %5s\n", name, "-");
+        return;
+    }
+    if (r->monolithic)
+        printf("%-22s %5d %8s %8s %8d %10.2f%% %9.3f %s\n", name, r->gpus, "-", "-", r->workers[MS_STAGE_DECODE],
+               100 * r->attainment, r->goodput, r->meets ? "meets" : "misses");
+    else
+        printf("%-22s %5d %8d %8d %8d %10.2f%% %9.3f %s\n", name, r->gpus, r->workers[MS_STAGE_ENCODE],
+               r->workers[MS_STAGE_PREFILL], r->workers[MS_STAGE_DECODE], 100 * r->attainment, r->goodput,
+               r->meets ? "meets" : "misses");
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: modserve bench tune --trace F --profile P --goodput ttft:MS,tpot:MS --gpus-max N [options]\n\n"
+            "Finds, by simulation on the selected window, the per-stage worker counts (disagg; one\n"
+            "worker = one GPU) with the fewest GPUs that meet the SLO-attainment target, and prints\n"
+            "them beside ModServe's scaling rule and the best monolithic count.\n\n"
+            "  --trace F --profile P --goodput ...   as for simulate (--goodput is required)\n"
+            "  --gpus-max N        largest total to try (default 8)\n"
+            "  --target X          SLO attainment to meet, 0-1 (default 0.99)\n"
+            "  --image-policy keep|fit  --max-images N\n\n%s\n%s",
+            ms_sim_core_help, ms_trace_select_help);
+}
+
+int ms_bench_tune_main(int argc, char **argv) {
+    ms_sim_options o = {.max_images = 100, .record_itl = 0};
+    ms_core_options_default(&o.core);
+    ms_trace_select_default(&o.sel);
+    const char *profile = NULL;
+    int32_t gpus_max = 8;
+    double target = 0.99;
+    ms_error err = {0};
+    for (int i = 1; i < argc; i++) {
+        int r = ms_trace_select_flag(&o.sel, argc, argv, &i, &err);
+        if (r == 0) r = ms_sim_core_flag(&o.core, argc, argv, &i, &err);
+        if (r < 0) {
+            fprintf(stderr, "bench tune: %s\n", err.msg);
+            return 2;
+        }
+        if (r > 0) continue;
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        bool ok = v != NULL;
+        if (!ok) {
+        } else if (!strcmp(a, "--trace")) o.trace_path = v;
+        else if (!strcmp(a, "--profile")) profile = v;
+        else if (!strcmp(a, "--goodput")) ok = ms_slo_parse(v, &o.slo, &err) == MS_OK;
+        else if (!strcmp(a, "--gpus-max")) ok = (gpus_max = atoi(v)) >= 1 && gpus_max <= 256;
+        else if (!strcmp(a, "--target")) ok = (target = atof(v)) > 0 && target <= 1;
+        else if (!strcmp(a, "--max-images")) ok = (o.max_images = atoi(v)) > 0;
+        else if (!strcmp(a, "--image-policy")) {
+            if (!strcmp(v, "keep")) o.policy = MS_IMAGE_POLICY_KEEP;
+            else if (!strcmp(v, "fit")) o.policy = MS_IMAGE_POLICY_FIT;
+            else ok = false;
+        } else {
+            fprintf(stderr, "bench tune: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "bench tune: bad or missing value for %s %s\n", a, err.msg);
+            return 2;
+        }
+        i++;
+    }
+    if (!o.trace_path || !profile || !(o.slo.ttft_s > 0 || o.slo.tpot_s > 0 || o.slo.e2e_s > 0)) {
+        usage(stderr);
+        return 2;
+    }
+    ms_cost_model cost;
+    if (ms_cost_model_load(profile, &cost, &err) != MS_OK) {
+        fprintf(stderr, "bench tune: %s\n", err.msg);
+        return 1;
+    }
+    o.cost = &cost;
+    ms_trace_set set;
+    if (ms_trace_load(o.trace_path, &o.sel, &set, &err) != MS_OK) {
+        fprintf(stderr, "bench tune: %s\n", err.msg);
+        return 1;
+    }
+    tune_result best = {0}, r;
+    int sims = 0;
+    for (int32_t g = 3; g <= gpus_max && !best.meets; g++) {
+        tune_result at_g = {0};
+        for (int32_t e = 1; e <= g - 2; e++)
+            for (int32_t p = 1; p <= g - 1 - e; p++) {
+                evaluate(&o, &set, false, e, p, g - e - p, target, &r);
+                sims++;
+                if ((r.meets && (!at_g.meets || better(&r, &at_g))) || (!at_g.meets && better(&r, &at_g))) at_g = r;
+            }
+        if (at_g.meets || better(&at_g, &best)) best = at_g;
+    }
+    int32_t rule[3];
+    double load[3], cap[3];
+    modserve_rule(&o, &set, rule, load, cap);
+    tune_result ruled;
+    evaluate(&o, &set, false, rule[0], rule[1], rule[2], target, &ruled);
+    sims++;
+    tune_result mono = {0};
+    for (int32_t d = 1; d <= gpus_max && !mono.meets; d++) {
+        evaluate(&o, &set, true, 0, 0, d, target, &r);
+        sims++;
+        if (r.meets || better(&r, &mono)) mono = r;
+    }
+    printf("tune: %lld requests, SLO attainment target %.1f%%, profile %s on %s, %d simulations\n", (long long)set.n,
+           100 * target, cost.model, cost.device, sims);
+    printf("ModServe rule loads: %.0f image tok/s (one encoder carries %.0f), %.0f prompt tok/s (one prefill worker "
+           "%.0f), %.1f output tok/s (one decode worker %.1f)\n\n",
+           load[0], cap[0], load[1], cap[1], load[2], cap[2]);
+    printf("%-22s %5s %8s %8s %8s %11s %9s\n", "configuration", "GPUs", "encode", "prefill", "decode", "attainment",
+           "goodput");
+    print_row(best.meets ? "tuned (disagg)" : "best disagg (misses)", &best);
+    print_row("ModServe rule", &ruled);
+    print_row(mono.meets ? "monolithic" : "best monolithic", &mono);
+    ms_trace_set_free(&set);
+    return 0;
+}
