@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "bench/replay.h"
+#include "bench/simulate.h"
+#include "scheduler/engine.h"
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -30,7 +32,11 @@ static void usage(FILE *out) {
             "  --no-calibrate          do not measure prompt overhead / tokens per word first\n"
             "  --request-timeout S     per-request timeout in seconds (default 600)\n"
             "  --progress / --no-progress  progress bar (default: when stderr is a terminal)\n"
-            "  --no-plots              skip gnuplot\n\n%s",
+            "  --no-plots              skip gnuplot\n\n"
+            "in-process engine instead of HTTP (checks the simulator without the HTTP layer):\n"
+            "  --engine-model DIR      run the engine of DIR in this process (no --url)\n"
+            "  --device cpu|cuda|auto  its device (default auto)\n"
+            "  and the engine flags of `bench simulate --help` (--encode-workers ...)\n\n%s",
             ms_trace_select_help);
 }
 
@@ -46,8 +52,14 @@ int ms_bench_replay_main(int argc, char **argv) {
     ms_replay_options o;
     ms_replay_options_default(&o);
     ms_error err = {0};
+    const char *engine_model = NULL, *device = "auto";
+    ms_core_options given; /* engine flags given (-1: not given) */
+    memset(&given, 0xff, sizeof given);
+    given.mode = (ms_engine_mode)-1;
+    given.priority_aging_s = -1;
     for (int i = 1; i < argc; i++) {
-        const int r = ms_trace_select_flag(&o.sel, argc, argv, &i, &err);
+        int r = ms_trace_select_flag(&o.sel, argc, argv, &i, &err);
+        if (r == 0) r = ms_sim_core_flag(&given, argc, argv, &i, &err);
         if (r < 0) {
             fprintf(stderr, "bench replay: %s\n", err.msg);
             return 2;
@@ -69,6 +81,8 @@ int ms_bench_replay_main(int argc, char **argv) {
         else if (!strcmp(a, "--url")) o.url = v;
         else if (!strcmp(a, "--out")) o.out_dir = v;
         else if (!strcmp(a, "--model")) o.model = v;
+        else if (!strcmp(a, "--engine-model")) engine_model = v;
+        else if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--api-key")) o.api_key = v;
         else if (!strcmp(a, "--goodput")) {
             if (ms_slo_parse(v, &o.slo, &err) != MS_OK) {
@@ -110,10 +124,34 @@ int ms_bench_replay_main(int argc, char **argv) {
         return 1;
     }
     fprintf(stderr, "bench replay: %lld requests over %.1f s of replay time -> %s\n", (long long)set.n,
-            set.reqs[set.n - 1].send_s, o.url);
+            set.reqs[set.n - 1].send_s, engine_model ? engine_model : o.url);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     ms_bench_run run;
-    ms_status st = ms_replay_run(&o, &set, &run, &err);
+    ms_status st;
+    if (engine_model) {
+        ms_engine_options eo;
+        ms_engine_options_default(&eo);
+        eo.model_dir = engine_model;
+        eo.device = device;
+        if ((int)given.mode >= 0) eo.mode = given.mode;
+        const int32_t *w = given.workers;
+        if (w[MS_STAGE_ENCODE] >= 0) eo.encode_workers = w[MS_STAGE_ENCODE];
+        if (w[MS_STAGE_PREFILL] >= 0) eo.prefill_workers = w[MS_STAGE_PREFILL];
+        if (w[MS_STAGE_DECODE] >= 0) eo.decode_workers = w[MS_STAGE_DECODE];
+        if (w[MS_STAGE_PREPROCESS] >= 0) eo.preprocess_threads = w[MS_STAGE_PREPROCESS];
+        if (given.max_num_seqs >= 0) eo.max_num_seqs = given.max_num_seqs;
+        if (given.max_num_batched_tokens >= 0) eo.max_num_batched_tokens = given.max_num_batched_tokens;
+        if (given.encode_max_batch_images >= 0) eo.encode_max_batch_images = given.encode_max_batch_images;
+        if (given.kv_blocks >= 0) eo.kv_blocks = given.kv_blocks;
+        if (given.block_size >= 0) eo.block_size = given.block_size;
+        if (given.max_model_len >= 0) eo.max_model_len = given.max_model_len;
+        if (given.max_queued_requests >= 0) eo.max_queued_requests = given.max_queued_requests;
+        if (given.priority_aging_s >= 0) eo.priority_aging_s = given.priority_aging_s;
+        if (o.max_images > eo.max_images_per_request) eo.max_images_per_request = o.max_images;
+        st = ms_replay_engine_run(&eo, &o, &set, &run, &err);
+    } else {
+        st = ms_replay_run(&o, &set, &run, &err);
+    }
     int rc = 0;
     if (st != MS_OK) {
         fprintf(stderr, "bench replay: %s\n", err.msg);

@@ -49,6 +49,11 @@ int ms_bench_stats_main(int argc, char **argv) {
         return 1;
     }
     if (set.bad_lines) fprintf(stderr, "bench stats: %lld bad lines skipped\n", (long long)set.bad_lines);
+    if (set.n == 0) {
+        fprintf(stderr, "bench stats: no requests in the selection (%lld rows read)\n", (long long)set.rows_read);
+        ms_trace_set_free(&set);
+        return 1;
+    }
     ms_trace_stats st;
     ms_trace_stats_compute(&set, &st);
     if (json) {

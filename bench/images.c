@@ -108,7 +108,7 @@ void ms_image_pool_build(ms_image_pool *p, int32_t n, uint64_t seed) {
         im->bytes = b.n;
         size_t len;
         char *b64 = ms_base64_encode(b.p, b.n, &len);
-        free(b.p);
+        im->raw = b.p;
         const size_t hdr = strlen("data:image/jpeg;base64,");
         im->data_url = ms_xmalloc(hdr + len + 1);
         snprintf(im->data_url, hdr + len + 1, "data:image/%s;base64,%s", im->format, b64);
@@ -117,7 +117,10 @@ void ms_image_pool_build(ms_image_pool *p, int32_t n, uint64_t seed) {
 }
 
 void ms_image_pool_free(ms_image_pool *p) {
-    for (int32_t i = 0; i < p->n; i++) free(p->images[i].data_url);
+    for (int32_t i = 0; i < p->n; i++) {
+        free(p->images[i].data_url);
+        free(p->images[i].raw);
+    }
     free(p->images);
     memset(p, 0, sizeof *p);
 }

@@ -17,6 +17,7 @@ typedef struct ms_bench_image {
     int32_t width, height;
     const char *format;       /* "png" or "jpeg" */
     size_t bytes;             /* encoded size */
+    uint8_t *raw;             /* the encoded file (bytes of them) */
     char *data_url;           /* "data:image/png;base64,..." */
 } ms_bench_image;
 

@@ -51,8 +51,6 @@ typedef struct prof {
     ms_engine *e;
     const ms_llava_config *cfg;
     ms_image_pool pool;
-    uint8_t **img_bytes;
-    size_t *img_len;
 } prof;
 
 /* Runs n identical requests at once (prompt_tokens text tokens + images), waits. */
@@ -69,8 +67,8 @@ static ms_status run_batch(prof *p, int n, int32_t text_tokens, int32_t images, 
     }
     ms_image_input *in = ms_xcalloc((size_t)(images + 1), sizeof *in);
     for (int32_t i = 0; i < images; i++) {
-        in[i].bytes = p->img_bytes[i % p->pool.n];
-        in[i].n_bytes = p->img_len[i % p->pool.n];
+        in[i].bytes = p->pool.images[i % p->pool.n].raw;
+        in[i].n_bytes = p->pool.images[i % p->pool.n].bytes;
     }
     waiter w = {.pending = 0, .results = out};
     pthread_mutex_init(&w.mu, NULL);
@@ -245,32 +243,8 @@ int ms_bench_profile_main(int argc, char **argv) {
         return 1;
     }
     p.cfg = ms_engine_model_config(p.e);
-    /* Images as the replayer sends them (decoded bytes are what the engine takes). */
+    /* Images as the replayer sends them. */
     ms_image_pool_build(&p.pool, 4, 1);
-    p.img_bytes = ms_xcalloc((size_t)p.pool.n, sizeof *p.img_bytes);
-    p.img_len = ms_xcalloc((size_t)p.pool.n, sizeof *p.img_len);
-    for (int i = 0; i < p.pool.n; i++) {
-        /* back from the data URL: base64 after the comma */
-        const char *b64 = strchr(p.pool.images[i].data_url, ',') + 1;
-        const size_t n = strlen(b64);
-        uint8_t *d = ms_xmalloc(n);
-        size_t k = 0;
-        uint32_t acc = 0;
-        int bits = 0;
-        for (size_t j = 0; j < n && b64[j] != '='; j++) {
-            const char c = b64[j];
-            const int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
-                          : c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : 63;
-            acc = acc << 6 | (uint32_t)v;
-            bits += 6;
-            if (bits >= 8) {
-                bits -= 8;
-                d[k++] = (uint8_t)(acc >> bits);
-            }
-        }
-        p.img_bytes[i] = d;
-        p.img_len[i] = k;
-    }
     double pre_t[MAX_LIST], enc_t[MAX_LIST], pf_t[MAX_LIST], dec_t[MAX_LIST][MAX_LIST];
     int32_t pre_x[2] = {1, max_x};
     ms_status st = MS_OK;
@@ -314,9 +288,6 @@ int ms_bench_profile_main(int argc, char **argv) {
         free(s);
     }
     ms_engine_destroy(p.e);
-    for (int i = 0; i < p.pool.n; i++) free(p.img_bytes[i]);
-    free(p.img_bytes);
-    free(p.img_len);
     ms_image_pool_free(&p.pool);
     return rc;
 }

@@ -69,6 +69,12 @@ ms_status ms_replay_prepare(const ms_replay_options *o, const ms_image_pool *poo
 /* Runs the replay and fills run (the caller frees it with ms_bench_run_free). */
 ms_status ms_replay_run(const ms_replay_options *o, const ms_trace_set *set, ms_bench_run *run, ms_error *err);
 
+/* The same replay against the engine in this process (bench/replay_engine.c). The
+ * engine options come from the caller; `o` gives the selection, images and policy. */
+struct ms_engine_options;
+ms_status ms_replay_engine_run(const struct ms_engine_options *eo, const ms_replay_options *o, const ms_trace_set *set,
+                               ms_bench_run *run, ms_error *err);
+
 int ms_bench_replay_main(int argc, char **argv);
 
 #endif

@@ -209,6 +209,10 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
             last_done = fmax(last_done, s.now);
             finished++;
         }
+        /* Events at the same instant all land before any worker picks work, so requests
+         * arriving together can share a batch. */
+        const double t_next_arr = next < set->n ? SIM_T0 + set->reqs[next].send_s : INFINITY;
+        if (t_next_arr == s.now || (s.n_heap > 0 && s.heap[0].t == s.now)) continue;
         for (int k = 0; k < MS_STAGE_COUNT; k++)
             for (int32_t w = 0; w < slots[k]; w++) {
                 if (busy[k][w] || !ms_core_has_work(core, (ms_stage)k, w)) continue;

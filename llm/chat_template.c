@@ -7,6 +7,8 @@
 
 #include <string.h>
 
+#include "llm/tokenizer.h"
+
 /* llava-hf/llava-1.5-7b-hf chat_template (the Jinja string literal '<image>\n' holds a newline). */
 static const char k_llava15_source[] =
     "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
@@ -231,4 +233,9 @@ ms_status ms_chat_render(ms_chat_format f, const ms_chat_message *msgs, int n_ms
     }
     *out = b.p;
     return MS_OK;
+}
+
+ms_status ms_chat_format_for(const ms_tokenizer *tok, const char *name, ms_chat_format *out, ms_error *err) {
+    if (name) return ms_chat_format_by_name(name, out, err);
+    return ms_chat_format_match(ms_tokenizer_chat_template(tok), out, err);
 }

@@ -54,6 +54,11 @@ const char *ms_chat_format_image_marker(ms_chat_format f);
 ms_status ms_chat_render(ms_chat_format f, const ms_chat_message *msgs, int n_msgs, bool add_generation_prompt,
                          const char *bos, const char *eos, char **out, ms_error *err);
 
+/* The format for a model: by name when name is non-NULL (--chat-template), else by
+ * matching the folder's tokenizer_config.json chat_template. */
+struct ms_tokenizer;
+ms_status ms_chat_format_for(const struct ms_tokenizer *tok, const char *name, ms_chat_format *out, ms_error *err);
+
 /* The Jinja source of llava-hf/llava-1.5-7b-hf's chat template (the tiny preset writes it). */
 const char *ms_chat_template_llava15_source(void);
 

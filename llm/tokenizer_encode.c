@@ -76,15 +76,12 @@ static ms_status nfc(const char *s, size_t n, tok_buf *out, ms_error *err) {
         int32_t nd = unorm2_normalize(norm, src, n16, dst, cap, &ue);
         int32_t n8 = 0;
         if (U_SUCCESS(ue)) {
-            u_strToUTF8(NULL, 0, &n8, dst, nd, &ue);
+            u_strToUTF8(NULL, 0, &n8, dst, nd, &ue); /* preflight: the UTF-8 length */
             ue = U_ZERO_ERROR;
-            size_t start = out->n;
-            tok_buf_add(out, NULL, 0);
             char *tmp = ms_xmalloc((size_t)n8 + 1);
             u_strToUTF8(tmp, n8 + 1, NULL, dst, nd, &ue);
             tok_buf_add(out, tmp, (size_t)n8);
             free(tmp);
-            (void)start;
         }
         free(src);
         free(dst);
@@ -183,15 +180,9 @@ typedef struct enc_scratch {
     pcre2_match_data *md;
 } enc_scratch;
 
-/* One span of plain text (no added tokens) through normalizer, pre-tokenizer and BPE. */
-static ms_status encode_span(const ms_tokenizer *t, enc_scratch *sc, const char *s, size_t n, bool first_span,
-                             bool normalize_span, int32_t **ids, size_t *n_ids, size_t *cap, ms_error *err) {
-    const char *norm = s;
-    size_t norm_n = n;
-    if (normalize_span) {
-        ms_status st = normalize(t, s, n, &sc->n1, &sc->n2, &norm, &norm_n, err);
-        if (st != MS_OK) return st;
-    }
+/* One normalized span (no added tokens in it) through the pre-tokenizer and BPE. */
+static void encode_span(const ms_tokenizer *t, enc_scratch *sc, const char *norm, size_t norm_n, bool first_span,
+                        int32_t **ids, size_t *n_ids, size_t *cap) {
     pieces *cur = &sc->a, *next = &sc->b;
     pieces_reset(cur);
     pieces_add(cur, norm, norm_n);
@@ -228,7 +219,6 @@ static ms_status encode_span(const ms_tokenizer *t, enc_scratch *sc, const char 
         next = sw;
     }
     for (size_t k = 0; k < cur->n; k++) tok_bpe_word(t, cur->buf.p + cur->off[k], cur->len[k], ids, n_ids, cap);
-    return MS_OK;
 }
 
 /* ---- added tokens ---- */
@@ -293,7 +283,9 @@ static ms_status split_added(const ms_tokenizer *t, enc_scratch *sc, const char 
 
 static ms_status span_plain(const ms_tokenizer *t, enc_scratch *sc, const char *s, size_t n, bool first,
                             int32_t **ids, size_t *n_ids, size_t *cap, ms_error *err) {
-    return encode_span(t, sc, s, n, first, false, ids, n_ids, cap, err);
+    (void)err;
+    encode_span(t, sc, s, n, first, ids, n_ids, cap);
+    return MS_OK;
 }
 
 /* Text between non-normalized added tokens: normalize, then split on normalized ones. */
@@ -301,11 +293,8 @@ static ms_status span_normalize(const ms_tokenizer *t, enc_scratch *sc, const ch
                                 int32_t **ids, size_t *n_ids, size_t *cap, ms_error *err) {
     const char *norm;
     size_t norm_n;
-    tok_buf a = {0}, b = {0};
-    ms_status st = normalize(t, s, n, &a, &b, &norm, &norm_n, err);
+    ms_status st = normalize(t, s, n, &sc->n1, &sc->n2, &norm, &norm_n, err);
     if (st == MS_OK) st = split_added(t, sc, norm, norm_n, true, first, span_plain, ids, n_ids, cap, err);
-    free(a.p);
-    free(b.p);
     return st;
 }
 

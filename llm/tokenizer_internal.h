@@ -107,6 +107,7 @@ enum { TOK_MAX_POST = 8, TOK_CACHE_SLOTS = 1 << 14 };
 struct ms_tokenizer {
     /* vocabulary: model pieces and added tokens by id */
     int32_t n_ids;          /* max id + 1 */
+    int32_t id_cap;         /* allocated entries of the three arrays below */
     char **pieces;          /* (n_ids) NULL = hole */
     uint32_t *piece_lens;   /* (n_ids) */
     bool *is_special;       /* (n_ids) added token marked special */
@@ -168,11 +169,7 @@ void tok_bpe_word(const ms_tokenizer *t, const char *w, size_t n, int32_t **ids,
 void tok_merges_init(ms_tokenizer *t, uint32_t expected);
 void tok_merges_put(ms_tokenizer *t, int32_t left, int32_t right, int32_t rank, int32_t merged);
 
-/* tokenizer_pipeline.c: normalize + pre-tokenize + model over one span of plain text. */
-ms_status tok_encode_span(const ms_tokenizer *t, const char *s, size_t n, bool first_span, int32_t **ids,
-                          size_t *n_ids, size_t *cap, ms_error *err);
-
-/* tokenizer_load.c helpers used by the json parts */
+/* tokenizer_parts.c: compiles a split regex with Unicode properties (PCRE2_UCP). */
 ms_status tok_compile_regex(const char *pattern, pcre2_code **out, ms_error *err);
 
 #endif

@@ -42,19 +42,23 @@ static bool json_bool(const cJSON *o, const char *key, bool dflt) {
     return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
 }
 
-/* Grows the id table so that id fits. */
+/* Grows the id table so that id fits (geometrically: vocabularies arrive one by one). */
 static void ids_reserve(ms_tokenizer *t, int32_t id) {
     if (id < t->n_ids) return;
-    int32_t n = id + 1;
-    t->pieces = ms_xrealloc(t->pieces, (size_t)n * sizeof *t->pieces);
-    t->piece_lens = ms_xrealloc(t->piece_lens, (size_t)n * sizeof *t->piece_lens);
-    t->is_special = ms_xrealloc(t->is_special, (size_t)n * sizeof *t->is_special);
-    for (int32_t i = t->n_ids; i < n; i++) {
+    if (id >= t->id_cap) {
+        int32_t cap = t->id_cap ? t->id_cap : 1024;
+        while (cap <= id) cap *= 2;
+        t->pieces = ms_xrealloc(t->pieces, (size_t)cap * sizeof *t->pieces);
+        t->piece_lens = ms_xrealloc(t->piece_lens, (size_t)cap * sizeof *t->piece_lens);
+        t->is_special = ms_xrealloc(t->is_special, (size_t)cap * sizeof *t->is_special);
+        t->id_cap = cap;
+    }
+    for (int32_t i = t->n_ids; i <= id; i++) {
         t->pieces[i] = NULL;
         t->piece_lens[i] = 0;
         t->is_special[i] = false;
     }
-    t->n_ids = n;
+    t->n_ids = id + 1;
 }
 
 static void set_piece(ms_tokenizer *t, int32_t id, const char *s, size_t len) {

@@ -234,12 +234,7 @@ ms_status tok_parse_parts(ms_tokenizer *t, const cJSON *root, ms_error *err) {
     if (st == MS_OK && p && !cJSON_IsNull(p)) st = add_pretok(t, p, err);
     if (st == MS_OK && d && !cJSON_IsNull(d)) st = add_dec(t, d, err);
     if (st == MS_OK && pp && !cJSON_IsNull(pp)) st = add_post(t, pp, err);
-    if (st == MS_OK && !pp) t->n_post_single = 0;
-    if (st == MS_OK && (!pp || cJSON_IsNull(pp))) {
-        t->post_single[0] = -1;
-        t->n_post_single = 1;
-    }
-    if (st == MS_OK && t->n_post_single == 0) { /* e.g. ByteLevel only: the sequence alone */
+    if (st == MS_OK && t->n_post_single == 0) { /* none, or ByteLevel only: the sequence alone */
         t->post_single[0] = -1;
         t->n_post_single = 1;
     }

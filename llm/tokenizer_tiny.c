@@ -56,7 +56,8 @@ static const char *const k_tiny_corpus =
     "knights. Government buildings, hospitals, universities and restaurants line "
     "the boulevard. Approximately seventeen thousand kilometers separate these "
     "continents. Juxtaposed vocabulary: breakfast, lunch, dinner, chocolate, "
-    "strawberry, watermelon, avocado, broccoli, spaghetti, yoghurt, pineapple.";
+    "strawberry, watermelon, avocado, broccoli, spaghetti, yoghurt, pineapple. "
+    "USER: What is this? ASSISTANT: USER: Describe it. ASSISTANT: SYSTEM: USER:";
 
 typedef struct tiny_word {
     char *syms[TINY_MAX_SYMS]; /* pieces, each a malloc'd string (merged left to right) */

@@ -2,6 +2,7 @@
  * Scheduler core, part 2: building a batch for a free worker (per stage and mode) and
  * applying a finished batch. Policies are described in core.h.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "scheduler/core_internal.h"
@@ -111,13 +112,23 @@ static bool pool_has_device(const ms_core *c, ms_stage stage, int32_t device) {
     return false;
 }
 
+/* The oldest request older than `id` that waits in the prefill queue while holding KV
+ * blocks on `device`, or NULL. */
+static core_req *oldest_waiting_holder(ms_core *c, int32_t device, uint64_t id) {
+    for (core_req *h = c->pool[device].holders.head; h && h->id < id; h = h->link[LINK_HOLDER].next)
+        if (h->state == RS_PREFILL_WAIT && h->heap_idx >= 0 && h->inflight == 0) return h;
+    return NULL;
+}
+
 const ms_core_batch *core_batch_prefill(ms_core *c, core_worker *w) {
     batch_begin(w, MS_STAGE_PREFILL);
     core_req *skipped[PREFILL_MAX_SKIPS];
     int32_t n_skipped = 0;
     int32_t budget = c->o.max_num_batched_tokens;
+    core_req *senior = NULL; /* taken out of turn, see below */
     while (budget > 0 && w->batch.n_items < c->o.max_num_seqs) {
-        core_req *r = core_heap_pop(&c->prefill_q);
+        core_req *r = senior ? senior : core_heap_pop(&c->prefill_q);
+        senior = NULL;
         if (!r) break;
         if (r->n_blocks > 0 && r->device != w->device) {
             if (pool_has_device(c, MS_STAGE_PREFILL, r->device)) {
@@ -133,7 +144,14 @@ const ms_core_batch *core_batch_prefill(ms_core *c, core_worker *w) {
         int32_t chunk = remaining < budget ? remaining : budget;
         if (!core_kv_reserve(c, r, w->device, r->n_cached + chunk)) {
             skipped[n_skipped++] = r; /* KV full: wait for blocks, keep the order */
-            break;
+            /* r could not preempt anyone (no younger holder is idle). An older request
+             * still waiting with part of its prompt cached here can: run it out of turn,
+             * or the two partial prefills would wait on each other's blocks forever.
+             * Only older ones, so a younger request never takes the blocks r waits for. */
+            senior = n_skipped < PREFILL_MAX_SKIPS ? oldest_waiting_holder(c, w->device, r->id) : NULL;
+            if (!senior) break;
+            core_heap_remove(&c->prefill_q, senior);
+            continue;
         }
         r->state = RS_PREFILL_RUN;
         llm_item(c, w, r, chunk, true);
@@ -188,10 +206,24 @@ const ms_core_batch *core_batch_decode(ms_core *c, core_worker *w) {
     return batch_finish(c, w);
 }
 
+/* Fewest requests any other active monolithic worker owns (INT32_MAX when alone). */
+static int32_t mono_min_other_set(const ms_core *c, const core_worker *w) {
+    int32_t m = INT32_MAX;
+    for (int32_t i = 0; i < c->n_slots[MS_STAGE_DECODE]; i++) {
+        const core_worker *o = &c->workers[MS_STAGE_DECODE][i];
+        if (o != w && !o->removed && o->n_set < m) m = o->n_set;
+    }
+    return m;
+}
+
 /* Monolithic: admit FCFS while KV blocks for the prompt are free, encode the owned
- * requests' images first, else one LLM batch: decode tokens, then prefill chunks. */
+ * requests' images first, else one LLM batch: decode tokens, then prefill chunks.
+ * Admission is balanced (a worker takes a request only while it owns no more than the
+ * least-loaded other worker), as a load balancer in front of colocated replicas would;
+ * otherwise the first worker to ask would take every request of a burst. */
 const ms_core_batch *core_batch_mono(ms_core *c, core_worker *w) {
-    while (w->n_set < c->o.max_num_seqs && c->ready_q.n > 0) {
+    int32_t min_other = mono_min_other_set(c, w);
+    while (w->n_set < c->o.max_num_seqs && c->ready_q.n > 0 && w->n_set <= min_other) {
         core_req *r = c->ready_q.a[0];
         if (r->n_blocks > 0 && r->device != w->device) { /* KV on another device: recompute */
             core_kv_release(c, r);

@@ -13,9 +13,11 @@
 #                                 into build-gpudeps/deps.tar.xz, for a GPU image that
 #                                 lacks them (it cannot download); carry build-gpudeps
 #
-# Device tool: run(command="scripts/gpu.sh", carry=["build-gpudeps"], timeout_s=600).
-# The build folder build-gpu stays on a warm machine, so a second call with only some
-# steps (e.g. "scripts/gpu.sh golden bench") skips the build.
+# Device tool: all steps take longer than one call's 10 minutes, so split them:
+#   run(command="scripts/gpu.sh build test sanitize", carry=["build-gpudeps"], timeout_s=600)
+#   run(command="scripts/gpu.sh golden bench", carry=["build-gpudeps"], timeout_s=600)
+# The build folder build-gpu stays on the warm machine between the calls (if the machine
+# went back meanwhile, name build first again).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -109,7 +111,8 @@ result() { # NAME RC [detail]
 }
 has_step() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
 
-note "start $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' +local changes'), steps: $STEPS"
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo "unknown (no .git)")
+note "start $(date -u +%FT%TZ), commit $COMMIT, steps: $STEPS"
 nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$SUMMARY"
 CC_CAP=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
 ARCH=${CUDA_ARCH:-${CC_CAP:-90}}
@@ -142,8 +145,8 @@ fi
 # Our binaries see the carried libraries; python (torch) keeps the system's.
 with_libs() { if [ -n "$RUN_LD" ]; then LD_LIBRARY_PATH="$RUN_LD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; else "$@"; fi; }
 
-# ---- build
-if has_step build; then
+# ---- build (also when a later step finds no build: a machine that went cold is bare)
+if has_step build || [ ! -x "$BUILD/modserve" ]; then
     GEN=()
     command -v ninja >/dev/null && GEN=(-G Ninja)
     [ -f "$BUILD/CMakeCache.txt" ] && GEN=()
@@ -215,18 +218,24 @@ if has_step golden; then
     rm -f "$OUT/golden/make_golden.log"
 fi
 
-# ---- benchmarks: ours, then torch's for the same work
+# ---- benchmarks: torch's first (its SDPA time is handed to ours), then ours
 if has_step bench; then
     {
-        echo "==== modserve bench kernels ($(date -u +%FT%TZ))"
-        (cd "$BUILD" && with_libs timeout 400 ./modserve bench kernels)
-        echo "exit $?"
-        echo "==== bench/kernels_torch.py"
+        echo "==== bench/kernels_torch.py ($(date -u +%FT%TZ))"
         PYTHONUNBUFFERED=1 timeout 240 python3 bench/kernels_torch.py
         echo "exit $?"
+    } >"$OUT/bench_torch.tmp" 2>&1
+    SDPA_MS=$(sed -n 's/^sdpa_causal_4k_ms=//p' "$OUT/bench_torch.tmp" | head -1)
+    {
+        echo "==== modserve bench kernels ($(date -u +%FT%TZ), commit $COMMIT)"
+        (cd "$BUILD" && MS_BENCH_TORCH_SDPA_MS=${SDPA_MS:-0} with_libs timeout 420 ./modserve bench kernels)
+        echo "exit $?"
+        cat "$OUT/bench_torch.tmp"
     } >"$OUT/bench.txt" 2>&1
-    result bench 0 "(see bench.txt)"
-    grep -E 'TARGET|ceiling' "$OUT/bench.txt" | tee -a "$SUMMARY"
+    rm -f "$OUT/bench_torch.tmp"
+    rc=$(sed -n 's/^exit //p' "$OUT/bench.txt" | head -1)
+    result "bench kernels" "${rc:-1}" "(bench.txt)"
+    grep -E '^TARGET|^ceiling' "$OUT/bench.txt" | tee -a "$SUMMARY"
 fi
 
 note "end $(date -u +%FT%TZ): $([ $FAILED -eq 0 ] && echo 'ALL PASSED' || echo 'SOME FAILED')"

@@ -7,3 +7,5 @@ ms_add_test(test_golden_cuda SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_golden.c A
 # Both golden tests run the real binary and write the tiny model with it.
 add_dependencies(test_golden_cpu modserve)
 add_dependencies(test_golden_cuda modserve)
+# The kernel benchmark's harness at small shapes on the CPU (the GPU run is scripts/gpu.sh).
+ms_add_test(test_bench_kernels SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_bench_kernels.c LABELS bench)

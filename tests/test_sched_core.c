@@ -350,6 +350,32 @@ static void test_mono_equals_disagg_and_admission(void) {
     free(b);
 }
 
+/* Two chunked prefills that together need more KV than the pool: the younger one
+ * (ahead in the queue by priority) cannot preempt the older one, so the older one must
+ * be run out of turn (it preempts the younger) or both wait forever. Found by
+ * `bench simulate` on a synthetic week. */
+static void test_partial_prefills_do_not_stall(void) {
+    sim_req *r = reqs_alloc(2);
+    /* 0 starts its chunked prefill; 1 arrives, is ahead by priority, and runs out of
+     * blocks while 0 holds its first chunk's */
+    r[0] = (sim_req){.at = 0.0, .n_text = 700, .priority = 1, .max_tokens = 20, .no_stop = true};
+    r[1] = (sim_req){.at = 0.01, .n_text = 700, .priority = 0, .max_tokens = 20, .no_stop = true};
+    sim s;
+    ms_core_options o;
+    ms_core_options_default(&o);
+    o.block_size = 4;
+    o.kv_blocks = 200; /* 800 tokens: each request fits alone (720), not both */
+    o.max_model_len = 800;
+    o.max_num_batched_tokens = 128;
+    sim_init(&s, &o, r, 2);
+    core_make(&s, &o);
+    EXPECTF(sim_run(&s, 1e5), "two partial prefills stalled");
+    for (int i = 0; i < 2; i++) EXPECTF(r[i].done && r[i].n_out == 20, "request %d: %d tokens", i, r[i].n_out);
+    expect_clean(&s);
+    sim_free(&s);
+    free(r);
+}
+
 int main(void) {
     test_text_never_waits();
     test_images_spread_and_gathered();
@@ -362,5 +388,6 @@ int main(void) {
     test_cancel();
     test_cross_device();
     test_mono_equals_disagg_and_admission();
+    test_partial_prefills_do_not_stall();
     return ms_test_finish("test_sched_core");
 }

@@ -1,7 +1,7 @@
-// Writes tests/data/tokenizer_corpus.txt: a deterministic mix (fixed-seed PRNG) of the
+// Writes the tokenizer comparison corpus (2,400 entries): a deterministic mix (fixed-seed PRNG) of the
 // text a tokenizer must get right. Format: one entry per line, escapes \n \t \r \\ and
 // \xHH (raw byte, used for ill-formed UTF-8), as read by compare.js and test_tokenizer.c.
-// usage: node make_corpus.js > tests/data/tokenizer_corpus.txt
+// usage: node make_corpus.js > testdata/tokenizer_corpus.txt (test_tokenizer_compare does this)
 "use strict";
 let seed = 20261123;
 function rnd(n) { seed = (seed * 1103515245 + 12345) % 2147483648; return Math.floor(seed / 65536) % n; }
@@ -70,6 +70,9 @@ const gens = [
   () => "x".repeat(1 + rnd(60)), () => " ".repeat(1 + rnd(20)) + pick(words), () => "=".repeat(rnd(30)) + "-".repeat(rnd(10)),
   () => pick(scripts) + pick(bad) + pick(emoji), () => "USER: <image>\\n" + sentence() + " ASSISTANT:",
   () => "<|im_start|>user\\n" + sentence() + "<|im_end|>\\n<|im_start|>assistant\\n",
+  // Long entries: SentencePiece-style files have no pre-tokenizer, so BPE sees them whole.
+  () => (rnd(8) ? "" : Array.from({ length: 20 + rnd(40) }, () => sentence()).join(pick([" ", "\\n", "  "]))),
+  () => (rnd(8) ? "" : pick(scripts).repeat(5 + rnd(20))),
 ];
 
 const out = [];

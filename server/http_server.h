@@ -1,0 +1,87 @@
+/*
+ * The HTTP server: a libmicrohttpd daemon (internal epoll thread pool) over the engine.
+ * HTTP threads parse, validate and tokenize, then hand a plain ms_request_desc to
+ * ms_engine_submit; the connection is suspended while the engine works and resumed from
+ * the engine's token/done callbacks (no thread waits per stream). Internal to server/.
+ */
+#ifndef MS_SERVER_HTTP_SERVER_H
+#define MS_SERVER_HTTP_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+#include "llm/chat_template.h"
+#include "llm/tokenizer.h"
+#include "scheduler/engine.h"
+#include "server/http_util.h"
+#include "server/limits.h"
+#include "server/metrics.h"
+#include "server/request_parse.h"
+
+typedef struct ms_server_config {
+    const char *host;               /* default "127.0.0.1" */
+    int port;                       /* 0: any free port */
+    int http_threads;               /* MHD thread pool size (default 4) */
+    const char *api_key;            /* NULL: no key */
+    const char *allowed_media_path; /* realpath'd by cmd_serve, or NULL */
+    const char *model_name;         /* id in /v1/models and responses */
+    ms_server_limits limits;
+} ms_server_config;
+
+typedef struct ms_http_server {
+    ms_server_config cfg;
+    struct MHD_Daemon *daemon;
+    uint16_t port;                  /* the bound port */
+    /* Set once the model is loaded (before that: 503 loading). */
+    ms_engine *engine;
+    ms_tokenizer *tok;
+    bool has_chat_format;
+    ms_chat_format chat_format;
+    const ms_llava_config *mcfg;
+    int32_t max_model_len;
+    atomic_bool ready;
+    atomic_bool draining;
+    atomic_int open_requests;       /* connection contexts alive */
+    ms_server_metrics metrics;
+} ms_http_server;
+
+/* Per-request connection state (MHD's req_cls). */
+typedef struct ms_gen ms_gen;
+typedef struct ms_conn {
+    ms_http_server *srv;
+    struct MHD_Connection *conn;
+    int endpoint;                   /* MS_EP_* */
+    ms_sbuf body;
+    bool body_too_big;
+    ms_gen *gen;                    /* generation in progress (chat, completions) */
+    int status;                     /* HTTP status sent, for the metrics */
+} ms_conn;
+
+ms_status ms_http_server_start(ms_http_server *s, ms_error *err);
+/* Stops accepting new connections (existing ones keep going). */
+void ms_http_server_quiesce(ms_http_server *s);
+void ms_http_server_stop(ms_http_server *s);
+
+/* Queues a JSON (or other) body; takes ownership of body. Records the status. */
+enum MHD_Result ms_http_reply(ms_conn *c, int status, const char *content_type, char *body);
+enum MHD_Result ms_http_reply_error(ms_conn *c, const ms_api_error *e);
+
+/* Endpoints (api_*.c, metrics.c, admin.c). */
+/* Chat and completions (http_gen.c): parse, build the prompt, submit, answer. */
+enum MHD_Result ms_api_generate(ms_conn *c);
+enum MHD_Result ms_api_generation_resume(ms_conn *c); /* access handler called again after a resume */
+void ms_api_generation_closed(ms_conn *c, bool completed_ok);
+/* Prompt token ids of a parsed request (api_chat.c: template + tokenizer;
+ * api_completions.c: text or ids); ids malloc'd. */
+bool ms_api_chat_prompt(ms_http_server *s, const ms_api_request *r, int32_t **ids, int32_t *n, ms_api_error *e);
+bool ms_api_completions_prompt(ms_http_server *s, const ms_api_request *r, int32_t **ids, int32_t *n,
+                               ms_api_error *e);
+enum MHD_Result ms_api_models(ms_conn *c);
+enum MHD_Result ms_api_metrics(ms_conn *c);
+enum MHD_Result ms_api_admin_workers(ms_conn *c);
+
+#endif

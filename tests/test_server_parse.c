@@ -1,0 +1,178 @@
+/*
+ * The request parser as a pure function: valid chat and completions bodies give the
+ * right structs; a table of malformed and hostile bodies each gives the expected HTTP
+ * status and error code (and never crashes under ASan); base64 and JSON depth edge cases.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/request_parse.h"
+#include "tests/test_server_util.h"
+#include "tests/test_util.h"
+
+static ms_server_limits g_lim;
+static ms_parse_options g_opt;
+
+static void test_valid(void) {
+    ms_api_request r;
+    ms_api_error e;
+    const char *chat = "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},"
+                       "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}],"
+                       "\"max_tokens\":7,\"temperature\":0.5,\"top_p\":0.9,\"top_k\":5,\"seed\":-1,"
+                       "\"stop\":[\"a\",\"bc\"],\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+                       "\"ignore_eos\":true,\"min_tokens\":2,\"timings\":true,\"n\":1,\"user\":\"x\"}";
+    EXPECT(ms_api_parse(MS_API_CHAT, chat, strlen(chat), &g_opt, &r, &e));
+    EXPECT(r.n_messages == 2 && r.messages[1].n_parts == 1 && !strcmp(r.messages[1].parts[0].text, "hi"));
+    EXPECT(!strcmp(r.messages[0].role, "system"));
+    EXPECT(r.max_tokens == 7 && r.min_tokens == 2 && r.top_k == 5 && r.ignore_eos && r.stream && r.include_usage);
+    EXPECT(r.has_seed && r.seed == UINT64_MAX && r.return_timings);
+    EXPECT(r.n_stop == 2 && !strcmp(r.stop[1], "bc"));
+    EXPECT_NEAR(r.temperature, 0.5, 1e-6);
+    ms_api_request_free(&r);
+
+    char *url = png_data_url(20, 10, 1);
+    char *body = malloc(strlen(url) + 256);
+    sprintf(body, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"}},"
+                  "{\"type\":\"text\",\"text\":\"what\"}]}]}", url);
+    EXPECT(ms_api_parse(MS_API_CHAT, body, strlen(body), &g_opt, &r, &e));
+    EXPECT(r.n_images == 1 && r.images[0].width == 20 && r.images[0].height == 10);
+    EXPECT(r.messages[0].parts[0].is_image && r.messages[0].parts[0].image == 0);
+    EXPECT(r.max_tokens == 0 && r.temperature == 1.0f); /* OpenAI's defaults */
+    ms_api_request_free(&r);
+    free(body);
+    free(url);
+
+    const char *ids = "{\"prompt\":[1,2,3],\"max_tokens\":3}";
+    EXPECT(ms_api_parse(MS_API_COMPLETIONS, ids, strlen(ids), &g_opt, &r, &e));
+    EXPECT(r.has_prompt_ids && r.n_prompt_ids == 3 && r.prompt_ids[2] == 3);
+    ms_api_request_free(&r);
+    const char *text = "{\"prompt\":[\"hello\"]}";
+    EXPECT(ms_api_parse(MS_API_COMPLETIONS, text, strlen(text), &g_opt, &r, &e));
+    EXPECT(r.prompt_text && !strcmp(r.prompt_text, "hello"));
+    ms_api_request_free(&r);
+}
+
+typedef struct bad_case {
+    ms_api_kind kind;
+    const char *body;
+    int http;
+    const char *code;
+} bad_case;
+
+static void test_bad(void) {
+    char *deep = malloc(200);
+    memset(deep, '[', 100);
+    memset(deep + 100, ']', 99);
+    deep[199] = 0;
+    const bad_case cases[] = {
+        {MS_API_CHAT, "", 400, "invalid_json"},
+        {MS_API_CHAT, "{", 400, "invalid_json"},
+        {MS_API_CHAT, "[1]", 400, "invalid_json"},
+        {MS_API_CHAT, deep, 422, "max_json_depth"},
+        {MS_API_CHAT, "{\"messages\":\"hi\"}", 400, "invalid_type"},
+        {MS_API_CHAT, "{\"messages\":[]}", 400, "invalid_type"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}", 400, "invalid_value"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":5}]}", 400, "invalid_type"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"audio\"}]}]}", 400, "unsupported_content_type"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":-1}", 400, "invalid_value"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":1e300}", 400, "invalid_value"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":2.5}", 400, "invalid_type"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":\"5\"}", 400, "invalid_type"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":3}", 400, "invalid_value"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_p\":0}", 400, "invalid_value"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":2}", 400, "invalid_value"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream\":\"yes\"}", 400, "invalid_type"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[\"\"]}", 400, "invalid_value"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[1]}", 400, "invalid_type"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"model\":\"other\"}", 404, "model_not_found"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"min_tokens\":9,\"max_tokens\":3}", 400, "invalid_value"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://x/a.png\"}}]}]}", 400, "remote_url_not_supported"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/gif;base64,R0lGOD==\"}}]}]}", 400, "unsupported_image_type"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,iVBORw0KGgo\"}}]}]}", 400, "invalid_base64"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AAAA\"}}]}]}", 400, "unsupported_image_type"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"/etc/passwd\"}}]}]}", 400, "local_path_not_allowed"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"ftp://x\"}}]}]}", 400, "invalid_image_url"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{}}]}]}", 400, "invalid_type"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true}", 400, "unsupported"},
+        {MS_API_COMPLETIONS, "{\"prompt\":[1,-2]}", 400, "invalid_type"},
+        {MS_API_COMPLETIONS, "{\"prompt\":[]}", 400, "invalid_type"},
+        {MS_API_COMPLETIONS, "{\"prompt\":[\"a\",\"b\"]}", 400, "unsupported"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"\"}", 400, "invalid_value"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"x\",\"echo\":true}", 400, "unsupported"},
+        {MS_API_COMPLETIONS, "{}", 400, "invalid_type"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ms_api_request r;
+        ms_api_error e = {0};
+        const bool ok = ms_api_parse(cases[i].kind, cases[i].body, strlen(cases[i].body), &g_opt, &r, &e);
+        EXPECTF(!ok && e.http == cases[i].http && !strcmp(e.code, cases[i].code), "case %zu: ok %d http %d code %s",
+                i, ok, e.http, e.code);
+        if (ok) ms_api_request_free(&r);
+        else {
+            char *j = ms_api_error_json(&e);
+            EXPECT(strstr(j, "\"error\":{\"message\":") && strstr(j, "\"type\":"));
+            free(j);
+        }
+    }
+    free(deep);
+}
+
+/* Limits: image count, image bytes, image dimensions (header only: a 20000 x 20000 PNG
+ * header with no pixel data), stop strings. */
+static void test_limits(void) {
+    ms_server_limits lim = g_lim;
+    lim.max_images = 2;
+    lim.max_image_width = 64;
+    lim.max_image_bytes = 4096;
+    ms_parse_options o = g_opt;
+    o.limits = &lim;
+    char *url = png_data_url(16, 16, 2);
+    char *body = malloc(4 * strlen(url) + 512);
+    sprintf(body, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"}},"
+                  "{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"}},{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"}}]}]}",
+            url, url, url);
+    ms_api_request r;
+    ms_api_error e;
+    EXPECT(!ms_api_parse(MS_API_CHAT, body, strlen(body), &o, &r, &e) && e.http == 422 && !strcmp(e.code, "max_images"));
+    free(url);
+    url = png_data_url(100, 10, 3);
+    sprintf(body, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"}}]}]}", url);
+    EXPECT(!ms_api_parse(MS_API_CHAT, body, strlen(body), &o, &r, &e) && e.http == 422 && !strcmp(e.code, "max_image_width"));
+    free(url);
+    free(body);
+    url = png_data_url(60, 60, 4); /* noisy pixels: over 4096 bytes */
+    body = malloc(strlen(url) + 256);
+    sprintf(body, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"}}]}]}", url);
+    EXPECT(!ms_api_parse(MS_API_CHAT, body, strlen(body), &o, &r, &e) && e.http == 413 && !strcmp(e.code, "max_image_bytes"));
+    free(url);
+    free(body);
+    /* Header-only image bomb: IHDR says 20000 x 20000. */
+    const char *bomb = "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":"
+                       "\"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAATiAAAE4gCAIAAABsEtFu\"}}]}]}";
+    EXPECT(!ms_api_parse(MS_API_CHAT, bomb, strlen(bomb), &g_opt, &r, &e) && e.http == 422 &&
+           !strncmp(e.code, "max_image_", 10));
+}
+
+static void test_base64_depth(void) {
+    uint8_t *b;
+    size_t n;
+    EXPECT(ms_base64_decode("aGVsbG8=", 8, 100, &b, &n) == 0 && n == 5 && !memcmp(b, "hello", 5));
+    free(b);
+    EXPECT(ms_base64_decode("aGVsbG8", 7, 100, &b, &n) == 1);
+    EXPECT(ms_base64_decode("aGV*bG8=", 8, 100, &b, &n) == 1);
+    EXPECT(ms_base64_decode("a===", 4, 100, &b, &n) == 1);
+    EXPECT(ms_base64_decode("aGVsbG8=", 8, 4, &b, &n) == 2);
+    EXPECT(ms_json_depth("{\"a\":[[1]]}", 11, 10) == 3);
+    EXPECT(ms_json_depth("{\"a\":\"[[[[\"}", 12, 10) == 1);
+    EXPECT(ms_json_depth("[[[[[[", 6, 3) == 4);
+}
+
+int main(void) {
+    ms_server_limits_default(&g_lim);
+    g_opt = (ms_parse_options){.limits = &g_lim, .model_name = "m", .allowed_media_path = NULL};
+    test_valid();
+    test_bad();
+    test_limits();
+    test_base64_depth();
+    return ms_test_finish("test_server_parse");
+}

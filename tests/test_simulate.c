@@ -1,0 +1,200 @@
+/*
+ * The simulator against hand-computed timelines on the scheduler core, the cost model's
+ * interpolation, and tune on a small window (its answer meets the target and one GPU
+ * fewer never does).
+ */
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench/simulate.h"
+#include "tests/test_util.h"
+
+/* Flat costs make timelines easy to compute by hand: preprocess 50 ms per request,
+ * encode 200 ms per batch, prefill 100 ms per batch, decode 10 ms per step. */
+static const char k_flat[] =
+    "{\"model\":\"flat\",\"device\":\"none\",\"image_tokens\":10,"
+    "\"preprocess\":{\"images\":[1,100],\"seconds\":[0.05,0.05]},"
+    "\"encode\":{\"images\":[1,100],\"seconds\":[0.2,0.2]},"
+    "\"prefill\":{\"tokens\":[1,100000],\"seconds\":[0.1,0.1]},"
+    "\"decode\":{\"batch\":[1,1000],\"context\":[1],\"seconds\":[[0.01,0.01]]}}";
+
+static void test_cost_model(void) {
+    ms_cost_model m;
+    ms_error err = {0};
+    const char *j = "{\"image_tokens\":576,\"preprocess\":{\"images\":[1],\"seconds\":[0.01]},"
+                    "\"encode\":{\"images\":[1,4],\"seconds\":[0.1,0.25]},"
+                    "\"prefill\":{\"tokens\":[100,200,400],\"seconds\":[1,2,3]},"
+                    "\"decode\":{\"batch\":[1,3],\"context\":[100,300],\"seconds\":[[1,3],[2,6]]}}";
+    EXPECTF(ms_cost_model_parse(j, &m, &err) == MS_OK, "%s", err.msg);
+    EXPECT_NEAR(ms_cost_encode(&m, 2), 0.15, 1e-12);
+    EXPECT_NEAR(ms_cost_encode(&m, 7), 0.40, 1e-12);      /* extended past the last point */
+    EXPECT_NEAR(ms_cost_prefill(&m, 300), 2.5, 1e-12);
+    EXPECT_NEAR(ms_cost_prefill(&m, 150), 1.5, 1e-12);
+    EXPECT_NEAR(ms_cost_prefill(&m, 0), 0.0, 1e-12);      /* extended below, never negative */
+    EXPECT_NEAR(ms_cost_preprocess(&m, 3), 0.03, 1e-12);  /* one point: proportional */
+    EXPECT_NEAR(ms_cost_decode(&m, 2, 100), 2.0, 1e-12);
+    EXPECT_NEAR(ms_cost_decode(&m, 2, 200), 3.0, 1e-12);  /* between contexts */
+    EXPECT_NEAR(ms_cost_decode(&m, 3, 50), 3.0, 1e-12);
+    EXPECT(ms_cost_model_parse("{\"image_tokens\":5}", &m, &err) == MS_ERR_INVALID);
+    EXPECT(ms_cost_model_parse("{\"image_tokens\":5,\"preprocess\":{\"images\":[2,1],\"seconds\":[1,1]}}", &m, &err) ==
+           MS_ERR_INVALID);
+    EXPECT(ms_cost_model_parse("not json", &m, &err) == MS_ERR_INVALID);
+}
+
+static ms_trace_set make_set(const ms_trace_req *reqs, int n) {
+    ms_trace_set s = {0};
+    s.reqs = ms_xmalloc((size_t)n * sizeof *s.reqs);
+    memcpy(s.reqs, reqs, (size_t)n * sizeof *s.reqs);
+    s.n = n;
+    return s;
+}
+
+static void test_timelines(void) {
+    ms_cost_model m;
+    ms_error err = {0};
+    MS_CHECK(ms_cost_model_parse(k_flat, &m, &err) == MS_OK);
+    ms_sim_options o = {.cost = &m, .max_images = 100, .record_itl = 1};
+    ms_core_options_default(&o.core);
+    /* A text request (100 tokens, 5 out) at 0, an image request (1 image, 200 tokens,
+     * 3 out) at 10 s, two text requests together at 20 s. */
+    const ms_trace_req reqs[] = {
+        {.send_s = 0, .context_tokens = 100, .generated_tokens = 5},
+        {.send_s = 10, .n_images = 1, .context_tokens = 200, .generated_tokens = 3},
+        {.send_s = 20, .context_tokens = 50, .generated_tokens = 2},
+        {.send_s = 20, .context_tokens = 60, .generated_tokens = 2},
+    };
+    ms_trace_set set = make_set(reqs, 4);
+    ms_bench_run run;
+    ms_sim_stats ss;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+    EXPECT(ss.stalled == 0 && ss.rejected == 0);
+    const ms_run_request *r = run.reqs;
+    /* text: prefill 0.1 s gives the first token; 4 decode steps of 10 ms. */
+    EXPECT(r[0].m.ok);
+    EXPECT_NEAR(r[0].m.ttft_s, 0.1, 1e-9);
+    EXPECT_NEAR(r[0].m.e2e_s, 0.14, 1e-9);
+    EXPECT_NEAR(ms_req_tpot(&r[0].m), 0.01, 1e-9);
+    EXPECT(r[0].m.output_tokens == 5 && r[0].m.n_itl == 4);
+    EXPECT_NEAR(r[0].m.itl[2], 0.01, 1e-9);
+    EXPECT(r[0].actual_prompt == 100);
+    /* image: preprocess 0.05 + encode 0.2 + prefill 0.1; 2 decode steps. */
+    EXPECT_NEAR(r[1].m.ttft_s, 0.35, 1e-9);
+    EXPECT_NEAR(r[1].m.e2e_s, 0.37, 1e-9);
+    EXPECT(r[1].actual_prompt == 200 && r[1].images_sent == 1);
+    EXPECT_NEAR(r[1].stage_start[1] - r[1].stage_queued[1], 0.0, 1e-9);  /* encode waited 0 */
+    EXPECT_NEAR(r[1].stage_end[1] - r[1].stage_start[1], 0.2, 1e-9);     /* encode took 0.2 */
+    /* two together: one prefill batch for both, then one shared decode step. */
+    EXPECT_NEAR(r[2].m.ttft_s, 0.1, 1e-9);
+    EXPECT_NEAR(r[3].m.ttft_s, 0.1, 1e-9);
+    EXPECT_NEAR(r[2].m.e2e_s, 0.11, 1e-9);
+    EXPECT_NEAR(r[3].m.e2e_s, 0.11, 1e-9);
+    ms_bench_metrics bm;
+    ms_run_metrics(&run, -1, &bm);
+    EXPECT(bm.completed == 4 && bm.failed == 0);
+    EXPECT_NEAR(run.duration_s, 20.11, 1e-9);
+    ms_bench_run_free(&run);
+    /* Monolithic, one LLM worker: the same image request runs encode on that worker. */
+    o.core.mode = MS_MODE_MONOLITHIC;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+    EXPECT(run.reqs[1].m.ok && run.reqs[1].m.ttft_s >= 0.35 - 1e-9);
+    EXPECT(run.reqs[0].m.ok && run.reqs[3].m.ok);
+    ms_bench_run_free(&run);
+    /* A prompt over max_model_len is refused at arrival and counted as failed. */
+    o.core.mode = MS_MODE_DISAGG;
+    o.core.max_model_len = 80;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+    EXPECT(!run.reqs[0].m.ok && run.reqs[0].error && run.reqs[2].m.ok && ss.rejected == 2);
+    ms_run_metrics(&run, -1, &bm);
+    EXPECT(bm.requests == 4 && bm.failed == 2);
+    ms_bench_run_free(&run);
+    free(set.reqs);
+}
+
+/* Runs `bench tune`, returns its stdout. */
+static char *tune_output(char **argv, int argc) {
+    char path[64];
+    snprintf(path, sizeof path, "testdata/tune-%d.txt", (int)getpid());
+    fflush(stdout);
+    const int saved = dup(1), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    const int rc = ms_bench_tune_main(argc, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(fd);
+    close(saved);
+    char *s = ms_test_read_file(path, NULL);
+    remove(path);
+    EXPECT(rc == 0);
+    return s;
+}
+
+static void test_tune(void) {
+    /* A cost model where encode is the bottleneck: 0.8 s per batch of 2 images, one image
+     * request every 0.5 s: one encoder cannot keep up. */
+    const char *prof = "{\"model\":\"t\",\"device\":\"none\",\"image_tokens\":10,"
+                       "\"preprocess\":{\"images\":[1],\"seconds\":[0.001]},"
+                       "\"encode\":{\"images\":[1,2],\"seconds\":[0.5,0.8]},"
+                       "\"prefill\":{\"tokens\":[1,4096],\"seconds\":[0.01,0.05]},"
+                       "\"decode\":{\"batch\":[1,256],\"context\":[1],\"seconds\":[[0.002,0.004]]}}";
+    char ppath[64], tpath[64];
+    snprintf(ppath, sizeof ppath, "testdata/tune-prof-%d.json", (int)getpid());
+    snprintf(tpath, sizeof tpath, "testdata/tune-trace-%d.csv", (int)getpid());
+    FILE *f = fopen(ppath, "w");
+    fputs(prof, f);
+    fclose(f);
+    f = fopen(tpath, "w");
+    fprintf(f, "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n");
+    for (int i = 0; i < 120; i++) /* one request every 0.25 s, every other one with 2 images */
+        fprintf(f, "2024-10-15T12:00:%02d.%03dZ,%d,%d,%d\n", i / 4, (i % 4) * 250, i % 2 ? 2 : 0, 100 + i, 5 + i % 7);
+    fclose(f);
+    char *argv[] = {"tune", "--trace", tpath, "--profile", ppath, "--goodput", "ttft:1500", "--gpus-max", "6",
+                    "--encode-max-batch-images", "2"};
+    char *out = tune_output(argv, sizeof argv / sizeof argv[0]);
+    EXPECT(out != NULL);
+    const char *row = out ? strstr(out, "tuned (disagg)") : NULL;
+    EXPECTF(row != NULL, "%s", out ? out : "(no output)");
+    int g = 0, e = 0, p = 0, d = 0;
+    if (row) EXPECT(sscanf(row + strlen("tuned (disagg)"), "%d %d %d %d", &g, &e, &p, &d) == 4);
+    EXPECT(g == e + p + d && g >= 3 && e >= 2);
+    EXPECT(out && strstr(out, "ModServe rule") && strstr(out, "monolithic"));
+    free(out);
+    /* Check the answer by simulating: it meets 99%, and no split of one GPU fewer does. */
+    ms_cost_model m;
+    ms_error err = {0};
+    MS_CHECK(ms_cost_model_load(ppath, &m, &err) == MS_OK);
+    ms_sim_options o = {.cost = &m, .max_images = 100, .record_itl = 0, .slo = {.ttft_s = 1.5}};
+    ms_core_options_default(&o.core);
+    o.core.encode_max_batch_images = 2;
+    ms_trace_select sel;
+    ms_trace_select_default(&sel);
+    ms_trace_set set;
+    MS_CHECK(ms_trace_load(tpath, &sel, &set, &err) == MS_OK);
+    for (int gg = g - 1; gg <= g; gg++)
+        for (int ee = 1; ee <= gg - 2; ee++)
+            for (int pp = 1; pp <= gg - 1 - ee; pp++) {
+                o.core.workers[MS_STAGE_ENCODE] = ee;
+                o.core.workers[MS_STAGE_PREFILL] = pp;
+                o.core.workers[MS_STAGE_DECODE] = gg - ee - pp;
+                ms_bench_run run;
+                ms_sim_stats ss;
+                MS_CHECK(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+                ms_bench_metrics bm;
+                ms_run_metrics(&run, -1, &bm);
+                if (gg < g) EXPECTF(bm.attainment < 0.99, "%d+%d+%d meets the target", ee, pp, gg - ee - pp);
+                if (gg == g && ee == e && pp == p) EXPECT(bm.attainment >= 0.99);
+                ms_bench_run_free(&run);
+            }
+    ms_trace_set_free(&set);
+    remove(ppath);
+    remove(tpath);
+}
+
+int main(void) {
+    test_cost_model();
+    test_timelines();
+    test_tune();
+    return ms_test_finish("test_simulate");
+}
