@@ -4,8 +4,10 @@
  * each idle worker asks the core for a batch, exactly as an engine worker thread would;
  * its duration comes from the cost model:
  *   preprocess: per request, by its images;  encode: by images in the batch;
- *   LLM batch:  prefill(tokens of its prefill chunks) + decode_step(decode items, mean
- *               context) (a monolithic batch can hold both).
+ *   LLM batch:  prefill(tokens of its prefill chunks) + for each chunk after cached
+ *               tokens the extra attention cost prefill(pos0 + n) - prefill(pos0) -
+ *               prefill(n) + decode_step(decode items, mean context) (a monolithic
+ *               batch can hold both).
  * The virtual clock starts at 1 s, because the core's timestamps use 0 for "never".
  */
 #include "bench/simulate.h"
@@ -66,17 +68,23 @@ static double batch_cost(const ms_cost_model *m, const ms_core_batch *b) {
     }
     if (b->stage == MS_STAGE_ENCODE) return ms_cost_encode(m, b->n_items);
     int64_t prefill_tokens = 0, n_decode = 0;
-    double ctx = 0;
+    double ctx = 0, extra = 0;
     for (int32_t i = 0; i < b->n_items; i++) {
         const ms_core_item *it = &b->items[i];
         if (it->is_prefill) {
             prefill_tokens += it->n_tokens;
+            /* A chunk after cached tokens also attends to them: the profile measured
+             * fresh prompts, so charge what prefilling pos0 + n costs beyond pos0 and
+             * beyond a fresh n (the attention over the cached part). */
+            if (it->pos0 > 0)
+                extra += fmax(0.0, ms_cost_prefill(m, it->pos0 + it->n_tokens) - ms_cost_prefill(m, it->pos0) -
+                                       ms_cost_prefill(m, it->n_tokens));
         } else {
             n_decode++;
             ctx += it->pos0 + it->n_tokens;
         }
     }
-    double t = 0;
+    double t = extra;
     if (prefill_tokens) t += ms_cost_prefill(m, (int32_t)prefill_tokens);
     if (n_decode) t += ms_cost_decode(m, (int32_t)n_decode, ctx / (double)n_decode);
     return t;

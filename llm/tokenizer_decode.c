@@ -122,9 +122,10 @@ static void apply_decoder(const tok_dec *d, toks *in, toks *out) {
         for (size_t i = 0; i < in->n; i++) {
             b.n = 0;
             tok_buf_add(&b, NULL, 0);
-            replace_into(&b, in->s[i], in->len[i], d->a, " ");
-            size_t skip = (i == 0 && d->prefix_space && b.n && b.p[0] == ' ') ? 1 : 0;
-            toks_add(out, b.p + skip, b.n - skip);
+            /* As HF: in the first token every replacement character is dropped (not
+             * only a leading one) unless the prepend scheme is "never". */
+            replace_into(&b, in->s[i], in->len[i], d->a, i == 0 && d->prefix_space ? "" : " ");
+            toks_add(out, b.p, b.n);
         }
         break;
     }

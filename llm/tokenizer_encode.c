@@ -128,6 +128,17 @@ static ms_status normalize(const ms_tokenizer *t, const char *s, size_t n, tok_b
     return MS_OK;
 }
 
+ms_status tok_normalize(const ms_tokenizer *t, const char *s, size_t n, tok_buf *out, ms_error *err) {
+    tok_buf a = {0}, b = {0};
+    const char *res;
+    size_t res_n;
+    ms_status st = normalize(t, s, n, &a, &b, &res, &res_n, err);
+    if (st == MS_OK) tok_buf_add(out, res, res_n);
+    free(a.p);
+    free(b.p);
+    return st;
+}
+
 /* ---- pre-tokenizers ---- */
 
 /* Regex split, HF's "Isolated" (matches and the gaps between them are pieces) or
@@ -177,7 +188,8 @@ static void metaspace(const tok_pretok *x, const char *s, size_t n, bool first_s
 typedef struct enc_scratch {
     pieces a, b;
     tok_buf n1, n2, tmp;
-    pcre2_match_data *md;
+    pcre2_match_data *md;       /* for the pre-tokenizer regexes */
+    pcre2_match_data *md_flags; /* for \w / \s around added tokens */
 } enc_scratch;
 
 /* One normalized span (no added tokens in it) through the pre-tokenizer and BPE. */
@@ -223,15 +235,26 @@ static void encode_span(const ms_tokenizer *t, enc_scratch *sc, const char *norm
 
 /* ---- added tokens ---- */
 
-static bool is_word_char(unsigned char c) { return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z') || c >= 0x80; }
-static bool is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+/* Whether the character starting at byte i matches re (\w or \s, Unicode). */
+static bool char_is(const pcre2_code *re, pcre2_match_data *md, const char *s, size_t n, size_t i) {
+    if (i >= n) return false;
+    return pcre2_match(re, (PCRE2_SPTR)s, n, i, PCRE2_ANCHORED | PCRE2_NO_UTF_CHECK, md, NULL) > 0;
+}
+
+/* Start of the character that ends at byte i (i > 0). */
+static size_t char_before(const char *s, size_t i) {
+    do i--;
+    while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80);
+    return i;
+}
 
 /* Longest added token (of the given normalized kind) starting at s[i], or NULL. */
 static const tok_added *added_at(const ms_tokenizer *t, const char *s, size_t n, size_t i, bool normalized) {
-    if (!t->added_first_byte[(unsigned char)s[i]]) return NULL;
+    if (!t->added_first_byte[normalized][(unsigned char)s[i]]) return NULL;
     for (int k = 0; k < t->n_added; k++) { /* sorted longest first */
         const tok_added *a = &t->added[k];
-        if (a->normalized == normalized && a->len <= n - i && !memcmp(s + i, a->content, a->len)) return a;
+        if (a->normalized == normalized && a->match_len && a->match_len <= n - i && !memcmp(s + i, a->match, a->match_len))
+            return a;
     }
     return NULL;
 }
@@ -257,19 +280,18 @@ static ms_status split_added(const ms_tokenizer *t, enc_scratch *sc, const char 
             i++;
             continue;
         }
-        size_t ms = i, me = i + a->len;
-        if (a->single_word && ((ms > 0 && is_word_char((unsigned char)s[ms - 1])) ||
-                               (me < n && is_word_char((unsigned char)s[me])))) {
-            i++;
+        size_t ms = i, me = i + a->match_len;
+        /* As HF's find_matches: a discarded match still consumes its text (the match
+         * iterator resumes after it); lstrip/rstrip take Unicode whitespace around. */
+        if (a->single_word && ((ms > 0 && char_is(t->word_re, sc->md_flags, s, n, char_before(s, ms))) ||
+                               char_is(t->word_re, sc->md_flags, s, n, me))) {
+            i = me;
             continue;
         }
-        if (a->lstrip) {
-            size_t ns = ms;
-            while (ns > start_offset && is_space((unsigned char)s[ns - 1])) ns--;
-            ms = ns;
-        }
+        if (a->lstrip)
+            while (ms > start_offset && char_is(t->space_re, sc->md_flags, s, ms, char_before(s, ms))) ms = char_before(s, ms);
         if (a->rstrip)
-            while (me < n && is_space((unsigned char)s[me])) me++;
+            while (me < n && char_is(t->space_re, sc->md_flags, s, n, me)) me += tok_utf8_len((const unsigned char *)s + me, n - me);
         if (ms > start_offset) {
             ms_status st = fn(t, sc, s + start_offset, ms - start_offset, first && start_offset == 0, ids, n_ids, cap, err);
             if (st != MS_OK) return st;
@@ -311,6 +333,7 @@ ms_status ms_tokenizer_encode(const ms_tokenizer *t, const char *text, size_t le
     enc_scratch sc = {0};
     for (int i = 0; i < t->n_pretoks && !sc.md; i++)
         if (t->pretoks[i].re) sc.md = pcre2_match_data_create_from_pattern(t->pretoks[i].re, NULL);
+    if (t->word_re) sc.md_flags = pcre2_match_data_create_from_pattern(t->word_re, NULL);
     int32_t *ids = NULL;
     size_t n_ids = 0, cap = 0;
     ms_status st = MS_OK;
@@ -323,6 +346,7 @@ ms_status ms_tokenizer_encode(const ms_tokenizer *t, const char *text, size_t le
         for (i++; i < t->n_post_single; i++) ids_add(&ids, &n_ids, &cap, t->post_single[i]);
     }
     if (sc.md) pcre2_match_data_free(sc.md);
+    if (sc.md_flags) pcre2_match_data_free(sc.md_flags);
     pieces_free(&sc.a);
     pieces_free(&sc.b);
     free(sc.n1.p);

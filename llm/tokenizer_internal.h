@@ -86,6 +86,9 @@ typedef struct tok_dec {
 typedef struct tok_added {
     char *content;
     uint32_t len;
+    char *match;        /* what is searched for: content, or content normalized when
+                         * `normalized` (HF matches those in normalized text) */
+    uint32_t match_len;
     int32_t id;
     bool special, lstrip, rstrip, normalized, single_word;
 } tok_added;
@@ -136,8 +139,8 @@ struct ms_tokenizer {
     tok_added *added;
     int n_added;
     tok_map added_map;       /* content -> index into added */
-    uint32_t added_max_len;
-    bool added_first_byte[256];
+    bool added_first_byte[2][256]; /* [normalized][first byte of match] */
+    pcre2_code *word_re, *space_re; /* \w and \s (Unicode) for single_word / lstrip / rstrip */
 
     /* tokenizer_config.json */
     int32_t bos_id, eos_id, pad_id, image_id;
@@ -168,6 +171,10 @@ size_t tok_utf8_encode(uint32_t cp, char *out);
 void tok_bpe_word(const ms_tokenizer *t, const char *w, size_t n, int32_t **ids, size_t *n_ids, size_t *cap);
 void tok_merges_init(ms_tokenizer *t, uint32_t expected);
 void tok_merges_put(ms_tokenizer *t, int32_t left, int32_t right, int32_t rank, int32_t merged);
+
+/* tokenizer_encode.c: runs the normalizers over s (as HF does for normalized added
+ * tokens' contents). */
+ms_status tok_normalize(const ms_tokenizer *t, const char *s, size_t n, tok_buf *out, ms_error *err);
 
 /* tokenizer_parts.c: compiles a split regex with Unicode properties (PCRE2_UCP). */
 ms_status tok_compile_regex(const char *pattern, pcre2_code **out, ms_error *err);

@@ -153,7 +153,7 @@ static ms_status parse_model(ms_tokenizer *t, const cJSON *model, ms_error *err)
 
 static int cmp_added_len(const void *a, const void *b) {
     const tok_added *x = a, *y = b;
-    return x->len != y->len ? (x->len < y->len ? 1 : -1) : (x->id > y->id) - (x->id < y->id);
+    return x->match_len != y->match_len ? (x->match_len < y->match_len ? 1 : -1) : (x->id > y->id) - (x->id < y->id);
 }
 
 static ms_status parse_added(ms_tokenizer *t, const cJSON *added, ms_error *err) {
@@ -179,13 +179,38 @@ static ms_status parse_added(ms_tokenizer *t, const cJSON *added, ms_error *err)
         set_piece(t, x->id, x->content, x->len);
         t->is_special[x->id] = x->special;
     }
-    /* Longest first: at one position the longest token wins (leftmost-longest). */
+    return MS_OK;
+}
+
+/* After the normalizer is known: what each added token matches, longest first (so
+ * the first hit at a position is the leftmost-longest match), the lookup tables. */
+static ms_status finish_added(ms_tokenizer *t, ms_error *err) {
+    bool flags = false;
+    for (int i = 0; i < t->n_added; i++) {
+        tok_added *a = &t->added[i];
+        flags |= a->single_word || a->lstrip || a->rstrip;
+        if (!a->normalized) {
+            a->match = ms_xstrdup(a->content);
+            a->match_len = a->len;
+            continue;
+        }
+        tok_buf b = {0};
+        ms_status st = tok_normalize(t, a->content, a->len, &b, err);
+        if (st != MS_OK) return st;
+        tok_buf_add(&b, NULL, 0);
+        a->match = b.p;
+        a->match_len = (uint32_t)b.n;
+    }
     qsort(t->added, (size_t)t->n_added, sizeof *t->added, cmp_added_len);
     tok_map_init(&t->added_map, (uint32_t)t->n_added);
     for (int i = 0; i < t->n_added; i++) {
         tok_map_put(&t->added_map, t->added[i].content, t->added[i].len, i);
-        t->added_first_byte[(unsigned char)t->added[i].content[0]] = true;
-        if (t->added[i].len > t->added_max_len) t->added_max_len = t->added[i].len;
+        if (t->added[i].match_len) t->added_first_byte[t->added[i].normalized][(unsigned char)t->added[i].match[0]] = true;
+    }
+    if (flags) {
+        ms_status st = tok_compile_regex("\\w", &t->word_re, err);
+        if (st == MS_OK) st = tok_compile_regex("\\s", &t->space_re, err);
+        if (st != MS_OK) return st;
     }
     return MS_OK;
 }
@@ -256,6 +281,7 @@ ms_status ms_tokenizer_load(const char *dir, ms_tokenizer **out, ms_error *err) 
     if (st == MS_OK) st = parse_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), err);
     if (st == MS_OK) st = tok_parse_parts(t, root, err);
     cJSON_Delete(root);
+    if (st == MS_OK) st = finish_added(t, err);
     if (st == MS_OK) st = parse_config(t, dir, err);
     if (st != MS_OK) {
         ms_tokenizer_free(t);
@@ -292,7 +318,12 @@ void ms_tokenizer_free(ms_tokenizer *t) {
         free(t->decs[i].b);
     }
     free(t->decs);
-    for (int i = 0; i < t->n_added; i++) free(t->added[i].content);
+    for (int i = 0; i < t->n_added; i++) {
+        free(t->added[i].content);
+        free(t->added[i].match);
+    }
+    if (t->word_re) pcre2_code_free(t->word_re);
+    if (t->space_re) pcre2_code_free(t->space_re);
     free(t->added);
     free(t->chat_template);
     free(t->bos_token);

@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh --smoke                 the short ctest runs (seeds, regressions, 2000 mutations each)
 #   scripts/fuzz.sh [--time 1800] [TARGET...] a campaign: each target for --time seconds, one
 #                                            after the other, one process each
-# Campaign output goes to --out (default fuzz-out/<UTC date>): <target>.log, the grown
+# Campaign output goes to --out (default <build>/campaign-<UTC time>): <target>.log, the grown
 # corpus in corpus/<target>/, crash/leak/timeout inputs in artifacts/, and summary.md with
 # executions, coverage and findings per target. Exit status 1 when any target found
 # something. Per-target limits (timeout, rss, malloc) come from the build's
@@ -19,14 +19,15 @@ smoke=0
 jobs=2
 targets=()
 all_targets=(fuzz_image fuzz_safetensors fuzz_config fuzz_trace_line fuzz_tokenizer)
+[ -f "$root/server/request_parse.h" ] && all_targets+=(fuzz_request)
 
 usage() {
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     cat <<EOF
 Options:
   --smoke          build, then run the ctest fuzz label (what scripts/test.sh runs)
   --time SECONDS   campaign length per target (default $time_s)
-  --out DIR        campaign output folder (default fuzz-out/<date>)
+  --out DIR        campaign output folder (default <build>/campaign-<UTC time>)
   --build DIR      build folder (default build-fuzz)
   --jobs N         build parallelism (default $jobs)
   --no-build       use the existing build
@@ -44,7 +45,7 @@ while [ $# -gt 0 ]; do
         --build) build=$2; shift ;;
         --jobs) jobs=$2; shift ;;
         --no-build) do_build=0 ;;
-        --skip-known) export MS_FUZZ_SKIP_KNOWN=1 ;;
+        --skip-known) export MS_FUZZ_SKIP_KNOWN=1 UBSAN_OPTIONS=suppressions=$root/tests/fuzz/ubsan_known.supp ;;
         -h|--help) usage; exit 0 ;;
         fuzz_*) targets+=("$1") ;;
         *) echo "fuzz.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
@@ -69,7 +70,7 @@ if [ $smoke = 1 ]; then
     exec ctest --test-dir "$build" -L fuzz -R "^(${regex%|})" --output-on-failure
 fi
 
-[ -n "$out" ] || out=$root/fuzz-out/$(date -u +%Y%m%d-%H%M%S)
+[ -n "$out" ] || out=$build/campaign-$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$out/artifacts"
 summary=$out/summary.md
 {

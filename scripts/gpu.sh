@@ -166,7 +166,7 @@ if has_step test; then
     rc=$?
     result ctest $rc "($(( $(date +%s) - t0 )) s): $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
     grep -E '\*\*\*|Failed|Not Run|Skipped' "$OUT/ctest.log" | grep -v '^[0-9]*% tests' | tee -a "$SUMMARY" | head -40
-    for t in test_backend_ops test_cuda_kernels test_golden_cuda; do
+    for t in test_backend_ops_cuda test_cuda_kernels test_golden_cpu test_golden_cuda; do
         grep -E "^ *[0-9]+/[0-9]+ Test +#[0-9]+: $t " "$OUT/ctest.log" | tee -a "$SUMMARY"
     done
 fi
@@ -210,11 +210,9 @@ if has_step golden; then
             rc=$?
             result "golden $dev" $rc "$(grep "^test_golden_$dev:" "$OUT/golden/make_golden.log" | head -1)"
         done
-    else
-        tail -30 "$OUT/golden/make_golden.log"
     fi
-    # Keep the file count down: the log rides in the summary.
-    cat "$OUT/golden/make_golden.log" >>"$SUMMARY"
+    # Keep the file count down: the log's end rides in the summary.
+    tail -25 "$OUT/golden/make_golden.log" >>"$SUMMARY"
     rm -f "$OUT/golden/make_golden.log"
 fi
 

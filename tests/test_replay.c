@@ -225,6 +225,34 @@ static int run_replay(int port, const char *trace, const char *out, const char *
     return ms_bench_replay_main(sizeof argv / sizeof argv[0], argv);
 }
 
+/* The same replay against the real engine on the tiny model, in this process. */
+static void test_engine_replay(const char *dir) {
+    const char *model = ms_test_tiny_model(1, "f32");
+    char trace[128], out[128], path[160];
+    snprintf(trace, sizeof trace, "%s/engine-trace.csv", dir);
+    snprintf(out, sizeof out, "%s/engine", dir);
+    FILE *f = fopen(trace, "w");
+    MS_CHECK(f);
+    fprintf(f, "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n");
+    static const int k_rows[6][3] = {{0, 40, 4}, {1, 100, 3}, {0, 20, 1}, {2, 200, 5}, {0, 9000, 2}, {0, 64, 6}};
+    for (int i = 0; i < 6; i++)
+        fprintf(f, "2024-10-15T12:00:00.%03dZ,%d,%d,%d\n", i * 100, k_rows[i][0], k_rows[i][1], k_rows[i][2]);
+    fclose(f);
+    char *argv[] = {"replay", "--trace", trace, "--engine-model", (char *)model, "--device", "cpu", "--out", out,
+                    "--no-plots", "--no-progress", "--image-pool", "2", "--max-model-len", "4096"};
+    EXPECT(ms_bench_replay_main(sizeof argv / sizeof argv[0], argv) == 0);
+    snprintf(path, sizeof path, "%s/summary.json", out);
+    cJSON *s = read_json(path);
+    EXPECT(jnum(s, "overall", "requests", NULL) == 6);
+    EXPECT(jnum(s, "overall", "failed", NULL) == 1); /* 9000 tokens do not fit the tiny model */
+    EXPECT(jnum(s, "overall", "output_tokens", NULL) == 4 + 3 + 1 + 5 + 6);
+    /* token ids: every prompt is exactly its target (images x 64 + text) */
+    EXPECT(jnum(s, "prompt", "deviated_over_5pct", NULL) == 0);
+    EXPECT(jnum(s, "prompt", "actual_tokens", NULL) == 40 + 100 + 20 + 200 + 64);
+    EXPECT(jnum(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "stages"), "encode"), "service", "n", NULL) == 2);
+    cJSON_Delete(s);
+}
+
 int main(void) {
     test_prompt_size();
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
@@ -310,6 +338,7 @@ int main(void) {
     MHD_stop_daemon(d);
     snprintf(out, sizeof out, "%s/none", dir);
     EXPECT(run_replay(port, trace, out, "keep", "4") != 0);
+    test_engine_replay(dir);
     if (!getenv("MS_TEST_KEEP")) ms_test_system("rm -rf %s", dir); /* MS_TEST_KEEP=1 keeps the report to look at */
     return ms_test_finish("test_replay");
 }

@@ -3,6 +3,7 @@
  * seconds under ASan) generated in memory and measured with the same statistics code
  * as `bench stats`; the key figures must be within 10% of the published ones.
  */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,12 @@ static void test_week(void) {
     ms_trace_stats st;
     ms_trace_stats_compute(&set, &st);
     ms_trace_stats_print(&st, "synthetic week (seed 1)", stdout);
+    char *json = ms_trace_stats_json(&st, "week");
+    cJSON *j = cJSON_Parse(json);
+    EXPECT(cJSON_GetObjectItem(j, "requests") && cJSON_GetObjectItem(j, "requests")->valuedouble == (double)st.requests);
+    EXPECT(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "images_cdf"), "le_500") != NULL);
+    cJSON_Delete(j);
+    free(json);
     const double rel = 0.10;
     WITHIN((double)st.requests, 1e6, rel);
     WITHIN((double)st.image_requests / (double)st.requests, 0.5, rel);

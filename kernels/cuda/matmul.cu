@@ -127,26 +127,26 @@ void ms_cuda_gemm(ms_cuda_stream *s, void *y, bool y_f32, const bf16 *x, const b
     const cudaDataType_t ytype = y_f32 ? CUDA_R_32F : CUDA_R_16BF;
 
     cublasLtMatmulDesc_t op;
-    MS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    MS_CUDA_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    MS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    MS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    MS_CUDA_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    MS_CUDA_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     if (fuse_bias) {
         const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        MS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+        MS_CUDA_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
                                                        sizeof epi));
         const void *bp = bias;
-        MS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp,
+        MS_CUDA_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp,
                                                        sizeof bp));
         const cudaDataType_t bt = CUDA_R_16BF;
-        MS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+        MS_CUDA_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                        &bt, sizeof bt));
     }
     /* Column-major layouts: A = w as K x N (ld K), B = x as K x M (ld K), D = y as N x M. */
     cublasLtMatrixLayout_t la, lb, ld;
-    MS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, (uint64_t)K, (uint64_t)N, K));
-    MS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, (uint64_t)K, (uint64_t)M, K));
-    MS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&ld, ytype, (uint64_t)N, (uint64_t)M, N));
+    MS_CUDA_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, (uint64_t)K, (uint64_t)N, K));
+    MS_CUDA_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, (uint64_t)K, (uint64_t)M, K));
+    MS_CUDA_CHECK(cublasLtMatrixLayoutCreate(&ld, ytype, (uint64_t)N, (uint64_t)M, N));
 
     const uint32_t al_w = ptr_align(w), al_x = ptr_align(x), al_y = ptr_align(y);
     const algo_key key = {M, N, K, y_f32, fuse_bias, s->device,
@@ -155,35 +155,35 @@ void ms_cuda_gemm(ms_cuda_stream *s, void *y, bool y_f32, const bf16 *x, const b
     int slot = -1;
     if (!algo_lookup(&key, &algo, &slot)) {
         cublasLtMatmulPreference_t pref;
-        MS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+        MS_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
         const size_t ws = MS_CUDA_LT_WORKSPACE;
-        MS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        MS_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(
             pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-        MS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        MS_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(
             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_w, sizeof al_w));
-        MS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        MS_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(
             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_x, sizeof al_x));
-        MS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        MS_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(
             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_y, sizeof al_y));
-        MS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        MS_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(
             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_y, sizeof al_y));
         cublasLtMatmulHeuristicResult_t res;
         int found = 0;
-        MS_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, ld, ld, pref, 1, &res,
+        MS_CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, ld, ld, pref, 1, &res,
                                                        &found));
         MS_CHECKF(found > 0, "cuBLASLt has no algorithm for y[%lld,%lld] = x[%lld,%lld] w^T",
                   (long long)M, (long long)N, (long long)M, (long long)K);
-        MS_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+        MS_CUDA_CHECK(cublasLtMatmulPreferenceDestroy(pref));
         algo = res.algo;
         algo_store(slot, &key, &algo);
     }
     const float alpha = 1.0f, beta = 0.0f;
-    MS_CUBLAS_CHECK(cublasLtMatmul(s->lt, op, &alpha, w, la, x, lb, &beta, y, ld, y, ld, &algo,
+    MS_CUDA_CHECK(cublasLtMatmul(s->lt, op, &alpha, w, la, x, lb, &beta, y, ld, y, ld, &algo,
                                    s->lt_workspace, MS_CUDA_LT_WORKSPACE, s->stream));
-    MS_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(ld));
-    MS_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
-    MS_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
-    MS_CUBLAS_CHECK(cublasLtMatmulDescDestroy(op));
+    MS_CUDA_CHECK(cublasLtMatrixLayoutDestroy(ld));
+    MS_CUDA_CHECK(cublasLtMatrixLayoutDestroy(lb));
+    MS_CUDA_CHECK(cublasLtMatrixLayoutDestroy(la));
+    MS_CUDA_CHECK(cublasLtMatmulDescDestroy(op));
     if (bias && !fuse_bias) bias_rows(s->stream, y, y_f32, bias, M, N, true);
 }
 

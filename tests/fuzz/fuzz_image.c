@@ -13,40 +13,6 @@
 #include <string.h>
 
 #include "encoder/image.h"
-#include "tests/fuzz/fuzz_util.h"
-
-/* Known finding (regressions/fuzz_image/stb_dht_counts_over_256.jpg): Debian's stb_image
- * (2.27, git 2022-09-08) does not check that a JPEG DHT table's 16 code counts sum to at
- * most 256; stbi__build_huffman and the value copy then write up to 4080 bytes into a
- * 257/256-byte array inside its decoder struct (a heap overwrite ASan cannot see, UBSan
- * reports the index). True for such a JPEG anywhere in the file (progressive JPEGs put
- * DHT between scans). */
-static bool jpeg_has_oversized_dht(const uint8_t *b, size_t n) {
-    if (n < 2 || b[0] != 0xff || b[1] != 0xd8) return false;
-    size_t i = 2;
-    while (i + 4 <= n) {
-        if (b[i] != 0xff) { i++; continue; }           /* entropy-coded data: scan on */
-        uint8_t m = b[i + 1];
-        if (m == 0xff) { i++; continue; }               /* fill byte */
-        if (m == 0x00 || m == 0x01 || (m >= 0xd0 && m <= 0xd8)) { i += 2; continue; } /* no length */
-        size_t len = (size_t)b[i + 2] << 8 | b[i + 3];
-        if (m == 0xc4) {
-            /* as stb reads it: tables until the segment length is used up, reading a
-             * table's header and values even where they run past the segment */
-            long left = (long)len - 2;
-            size_t p = i + 4;
-            while (left > 0 && p < n) {
-                size_t sum = 0; /* stb reads bytes past the end of the file as 0 */
-                for (size_t k = p + 1; k < p + 17 && k < n; k++) sum += b[k];
-                if (sum > 256) return true;
-                p += 17 + sum;
-                left -= 17 + (long)sum;
-            }
-        }
-        i += 2 + len;
-    }
-    return false;
-}
 
 /* Processor configs picked by input length, so no input byte is spent on them: CLIP's
  * own (336, bicubic, crop), tiny ones with other filters, and one without crop (the
@@ -64,24 +30,7 @@ static void pick_config(size_t n, ms_image_proc_config *cfg) {
     }
 }
 
-/* Known finding (regressions/fuzz_image/png_idat_length_past_end_64mib.png): stb_image
- * grows its IDAT buffer to a chunk's declared length before reading the chunk, so a
- * 1 KiB PNG whose IDAT claims 64 MiB (up to 2 GiB) makes it allocate that much;
- * ms_image_png_guard stops at a truncated chunk and lets stb go on. */
-static bool png_has_chunk_past_end(const uint8_t *b, size_t n) {
-    if (n < 8 || memcmp(b, "\x89PNG\r\n\x1a\n", 8) != 0) return false;
-    for (size_t off = 8; off + 8 <= n;) {
-        size_t len = (size_t)b[off] << 24 | (size_t)b[off + 1] << 16 | (size_t)b[off + 2] << 8 | b[off + 3];
-        if (len > n - off - 8) return true;
-        if (memcmp(b + off + 4, "IEND", 4) == 0) return false;
-        off += 12 + len;
-    }
-    return false;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (ms_fuzz_skip_known() && (jpeg_has_oversized_dht(data, size) || png_has_chunk_past_end(data, size)))
-        return 0;
     ms_image_limits lim = {.max_width = 1024, .max_height = 1024, .max_pixels = 1 << 20,
                            .max_bytes = 1u << 20};
     ms_image_u8 img;

@@ -8,6 +8,8 @@
 #define MS_FUZZ_UTIL_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,5 +17,9 @@ static inline bool ms_fuzz_skip_known(void) {
     const char *v = getenv("MS_FUZZ_SKIP_KNOWN");
     return v != NULL && strcmp(v, "0") != 0;
 }
+
+/* fuzz_known.c: inputs of the known stb_image findings. */
+bool ms_fuzz_jpeg_has_oversized_dht(const uint8_t *b, size_t n);
+bool ms_fuzz_png_has_chunk_past_end(const uint8_t *b, size_t n);
 
 #endif

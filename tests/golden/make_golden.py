@@ -96,6 +96,7 @@ def main():
         "vocab_size": vocab,
         "pixel_values_shape": list(pixels.shape),
         "pixel_values_sum": float(pixels.double().sum()),
+        "image_processor": type(proc).__name__,
         "top5": [int(i) for i in np.argsort(-logits, kind="stable")[:5]],
         "logit_absmax": float(np.abs(logits).max()),
         "transformers": transformers.__version__,

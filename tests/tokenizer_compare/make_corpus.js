@@ -40,6 +40,8 @@ const combining = [
 const specials = [
   "<s>", "</s>", "<unk>", "<image>", "<pad>", "<|im_start|>", "<|im_end|>", "<|endoftext|>",
   "<|vision_start|><|image_pad|><|vision_end|>", "<think>", "</think>", "<tool_call>", "<0x41>",
+  // added tokens with lstrip / rstrip / single_word / normalized in the test's "flags" tokenizer
+  "  <mask>", "<sep>  ", " \t<both>\n ", " cat ", "concatenate", "cat's", "dog house", "dog  house", "a dog house!",
 ];
 const bad = [
   "\\xff", "\\xfe\\xff", "\\xc3", "\\xe2\\x82", "\\xf0\\x9f\\x98", "\\xed\\xa0\\x80", "\\xc0\\xaf", "\\x80\\x80",

@@ -1,0 +1,140 @@
+/*
+ * The server's guard rails, against a `modserve serve` child process with an API key and
+ * a queue of one request: 401 without or with a wrong key (not on /health), pool
+ * resizing through POST /admin/workers, 503 with Retry-After when the queue is full, and
+ * a client that disconnects mid-stream gets its request cancelled and its KV blocks
+ * freed (seen in /metrics).
+ */
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/test_server_util.h"
+#include "tests/test_util.h"
+
+static srv_proc g_srv;
+
+static long call(const char *method, const char *path, const char *body, const char *key, char **out) {
+    http_resp r;
+    http_call(&g_srv, method, path, body, body ? strlen(body) : 0, key, &r);
+    if (out) *out = strdup(r.body);
+    const long st = r.status;
+    http_resp_free(&r);
+    return st;
+}
+
+static double metric(const char *name) {
+    char *body = NULL;
+    call("GET", "/metrics", NULL, NULL, &body);
+    double v = -1;
+    for (char *l = body; l && *l;) {
+        char *nl = strchr(l, '\n');
+        if (!strncmp(l, name, strlen(name)) && l[strlen(name)] == ' ') v = atof(l + strlen(name) + 1);
+        l = nl ? nl + 1 : NULL;
+    }
+    free(body);
+    return v;
+}
+
+static void test_auth_admin(void) {
+    const char *chat = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}";
+    char *body = NULL;
+    EXPECT(call("POST", "/v1/chat/completions", chat, NULL, &body) == 401);
+    EXPECT(strstr(body, "\"code\":\"invalid_api_key\"") && !strstr(body, "sekret"));
+    free(body);
+    EXPECT(call("POST", "/v1/chat/completions", chat, "wrong", NULL) == 401);
+    EXPECT(call("POST", "/v1/chat/completions", chat, "sekretX", NULL) == 401);
+    EXPECT(call("GET", "/v1/models", NULL, NULL, NULL) == 401);
+    EXPECT(call("POST", "/v1/chat/completions", chat, "sekret", NULL) == 200);
+    EXPECT(call("GET", "/health", NULL, NULL, NULL) == 200);
+    EXPECT(call("POST", "/admin/workers", "{\"encode\":2}", NULL, NULL) == 401);
+    EXPECT(call("POST", "/admin/workers", "{\"encode\":2,\"decode\":2}", "sekret", &body) == 200);
+    EXPECTF(strstr(body, "\"encode\":2") && strstr(body, "\"decode\":2"), "%s", body);
+    free(body);
+    EXPECT(metric("modserve_stage_workers{stage=\"encode\"}") == 2);
+    EXPECT(call("POST", "/admin/workers", "{\"bogus\":1}", "sekret", NULL) == 400);
+    EXPECT(call("POST", "/admin/workers", "{\"encode\":0}", "sekret", NULL) == 400);
+    EXPECT(call("POST", "/admin/workers", "[1]", "sekret", NULL) == 400);
+    EXPECT(call("POST", "/admin/workers", "{\"decode\":1}", "sekret", NULL) == 200);
+    EXPECT(call("POST", "/v1/chat/completions", chat, "sekret", NULL) == 200); /* still serving */
+}
+
+typedef struct stream_state {
+    size_t bytes;
+    char head[4096];
+} stream_state;
+
+static size_t on_data(char *d, size_t s, size_t m, void *ctx) {
+    stream_state *st = ctx;
+    const size_t k = s * m;
+    if (st->bytes < sizeof st->head - 1) {
+        const size_t c = k < sizeof st->head - 1 - st->bytes ? k : sizeof st->head - 1 - st->bytes;
+        memcpy(st->head + st->bytes, d, c);
+    }
+    st->bytes += k;
+    return k;
+}
+
+/* A long stream holds the only queue slot: the next request is 503 with Retry-After;
+ * then the stream's client goes away and the engine frees everything. */
+static void test_overload_disconnect(void) {
+    CURLM *m = curl_multi_init();
+    CURL *h = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "%s/v1/completions", g_srv.base);
+    const char *body = "{\"prompt\":[1,5,6,7],\"max_tokens\":3000,\"ignore_eos\":true,\"stream\":true}";
+    struct curl_slist *hd = curl_slist_append(NULL, "Authorization: Bearer sekret");
+    stream_state ss = {0};
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &ss);
+    curl_multi_add_handle(m, h);
+    int running = 1;
+    for (int i = 0; i < 6000 && running && ss.bytes < 2000; i++) {
+        curl_multi_perform(m, &running);
+        curl_multi_poll(m, NULL, 0, 10, NULL);
+    }
+    EXPECTF(running && ss.bytes >= 2000, "stream running %d, %zu bytes: %.600s", running, ss.bytes, ss.head);
+    http_resp r;
+    const char *chat = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}";
+    http_call(&g_srv, "POST", "/v1/chat/completions", chat, strlen(chat), "sekret", &r);
+    EXPECTF(r.status == 503 && r.retry_after[0] && strstr(r.body, "\"code\":\"server_overloaded\""), "%ld %s", r.status,
+            r.body);
+    http_resp_free(&r);
+    EXPECT(metric("modserve_requests_active") == 1);
+    EXPECT(metric("modserve_kv_blocks_used") > 0);
+    /* Disconnect mid-stream. */
+    curl_multi_remove_handle(m, h);
+    curl_easy_cleanup(h);
+    curl_multi_cleanup(m);
+    curl_slist_free_all(hd);
+    bool freed = false;
+    for (int i = 0; i < 3000 && !freed; i++) {
+        freed = metric("modserve_requests_active") == 0 && metric("modserve_kv_blocks_used") == 0 &&
+                metric("modserve_client_disconnects_total") == 1;
+        if (!freed) usleep(10000);
+    }
+    EXPECT(freed);
+    EXPECT(metric("modserve_engine_finished_total{reason=\"cancelled\"}") == 1);
+    /* The slot is free again. */
+    EXPECT(call("POST", "/v1/chat/completions", chat, "sekret", NULL) == 200);
+}
+
+int main(void) {
+    curl_global_init(CURL_GLOBAL_ALL);
+    const char *model = ms_test_tiny_model(1, "f32");
+    if (!srv_start(&g_srv, model, "--api-key sekret --max-queued-requests 1 --shutdown-timeout 5")) {
+        fprintf(stderr, "server did not start\n");
+        return 1;
+    }
+    test_auth_admin();
+    test_overload_disconnect();
+    EXPECT(srv_stop(&g_srv, SIGINT, 60) == 0);
+    curl_global_cleanup();
+    return ms_test_finish("test_server_admin");
+}
