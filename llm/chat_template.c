@@ -239,3 +239,16 @@ ms_status ms_chat_format_for(const ms_tokenizer *tok, const char *name, ms_chat_
     if (name) return ms_chat_format_by_name(name, out, err);
     return ms_chat_format_match(ms_tokenizer_chat_template(tok), out, err);
 }
+
+ms_status ms_chat_tokenize(const ms_tokenizer *tok, ms_chat_format f, const ms_chat_message *msgs, int n_msgs,
+                           bool add_generation_prompt, int32_t **ids, int32_t *n_ids, ms_error *err) {
+    *ids = NULL;
+    *n_ids = 0;
+    char *text;
+    ms_status st = ms_chat_render(f, msgs, n_msgs, add_generation_prompt, ms_tokenizer_bos_token(tok),
+                                  ms_tokenizer_eos_token(tok), &text, err);
+    if (st != MS_OK) return st;
+    st = ms_tokenizer_encode(tok, text, strlen(text), f != MS_CHAT_FORMAT_LLAMA2, ids, n_ids, err);
+    free(text);
+    return st;
+}

@@ -13,6 +13,7 @@
 #define MS_LLM_CHAT_TEMPLATE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "kernels/ms_common.h"
 
@@ -58,6 +59,14 @@ ms_status ms_chat_render(ms_chat_format f, const ms_chat_message *msgs, int n_ms
  * matching the folder's tokenizer_config.json chat_template. */
 struct ms_tokenizer;
 ms_status ms_chat_format_for(const struct ms_tokenizer *tok, const char *name, ms_chat_format *out, ms_error *err);
+
+/* Renders and tokenizes in one step, as the server does for a chat request: BOS etc.
+ * come from the tokenizer's post-processor, except for formats whose text already
+ * carries them (llama-2 writes "<s>" itself), as transformers' LlavaProcessor
+ * (add_special_tokens=True) and apply_chat_template(tokenize=True) do. Each image
+ * becomes the image token (ms_tokenizer_image_id) at its place. ids: malloc'd. */
+ms_status ms_chat_tokenize(const struct ms_tokenizer *tok, ms_chat_format f, const ms_chat_message *msgs, int n_msgs,
+                           bool add_generation_prompt, int32_t **ids, int32_t *n_ids, ms_error *err);
 
 /* The Jinja source of llava-hf/llava-1.5-7b-hf's chat template (the tiny preset writes it). */
 const char *ms_chat_template_llava15_source(void);

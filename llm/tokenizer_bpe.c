@@ -57,6 +57,7 @@ typedef struct sym {
 
 typedef struct heap_item {
     int32_t rank, pos, merged;
+    int32_t left, right; /* the pair it was pushed for: a cheap validity check */
 } heap_item;
 
 typedef struct word_state {
@@ -121,7 +122,7 @@ static void push_pair(const ms_tokenizer *t, word_state *w, int32_t pos) {
     int32_t next = w->syms[pos].next;
     if (next < 0) return;
     const tok_merge_entry *m = merges_get(t, w->syms[pos].id, w->syms[next].id);
-    if (m) heap_push(w, (heap_item){m->rank, pos, m->merged});
+    if (m) heap_push(w, (heap_item){m->rank, pos, m->merged, w->syms[pos].id, w->syms[next].id});
 }
 
 static void merge_all(const ms_tokenizer *t, word_state *w) {
@@ -131,8 +132,12 @@ static void merge_all(const ms_tokenizer *t, word_state *w) {
         sym *cur = &w->syms[top.pos];
         if (cur->len == 0 || cur->next < 0) continue;
         sym *right = &w->syms[cur->next];
-        const tok_merge_entry *m = merges_get(t, cur->id, right->id);
-        if (!m || m->merged != top.merged) continue; /* stale entry */
+        /* Stale entry? HF's test: the pair now at pos merges into the same id. Same
+         * pair as pushed implies that; only otherwise is the table consulted. */
+        if (cur->id != top.left || right->id != top.right) {
+            const tok_merge_entry *m = merges_get(t, cur->id, right->id);
+            if (!m || m->merged != top.merged) continue;
+        }
         cur->id = top.merged;
         cur->len += right->len;
         cur->next = right->next;

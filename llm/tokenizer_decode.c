@@ -138,10 +138,9 @@ ms_status ms_tokenizer_decode(const ms_tokenizer *t, const int32_t *ids, int32_t
     toks cur = {0};
     for (int32_t i = 0; i < n_ids; i++) {
         int32_t id = ids[i];
-        if (id < 0 || id >= t->n_ids || !t->pieces[id]) {
-            toks_free(&cur);
-            return ms_errorf(err, MS_ERR_INVALID, "token id %d is not in the vocabulary (%d ids)", id, t->n_ids);
-        }
+        /* As HF tokenizers: an id with no token (a model's embedding rows beyond the
+         * tokenizer, e.g. 32002..32063 in llava-1.5) decodes to nothing. */
+        if (id < 0 || id >= t->n_ids || !t->pieces[id]) continue;
         if (skip_special && t->is_special[id]) continue;
         toks_add(&cur, t->pieces[id], t->piece_lens[id]);
     }

@@ -90,7 +90,7 @@ static ms_status nfc(const char *s, size_t n, tok_buf *out, ms_error *err) {
     }
 #endif
     (void)err;
-    tok_buf_add(out, s, n); /* without ICU only text below U+0300 is certain to be NFC already */
+    tok_buf_add(out, s, n); /* text below U+0300 is NFC already (without ICU, NFC is refused at load) */
     return MS_OK;
 }
 
@@ -142,13 +142,17 @@ ms_status tok_normalize(const ms_tokenizer *t, const char *s, size_t n, tok_buf 
 /* ---- pre-tokenizers ---- */
 
 /* Regex split, HF's "Isolated" (matches and the gaps between them are pieces) or
- * "Removed" (gaps only). */
-static void split_regex(const pcre2_code *re, pcre2_match_data *md, const char *s, size_t n, bool removed,
-                        pieces *out) {
+ * "Removed" (gaps only). Returns 0, or the PCRE2 error when even the interpreter
+ * (after a JIT stack overflow on a huge input) gives up. */
+static int split_regex(const pcre2_code *re, pcre2_match_data *md, const char *s, size_t n, bool removed,
+                       pieces *out) {
     size_t pos = 0, last = 0;
     while (pos <= n) {
         int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc < 0) break;
+        if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
+            rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) return rc;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t ms = ov[0], me = ov[1];
         if (me == ms) { /* empty match: step one character */
@@ -161,6 +165,13 @@ static void split_regex(const pcre2_code *re, pcre2_match_data *md, const char *
         last = pos = me;
     }
     pieces_add(out, s + last, n - last);
+    return 0;
+}
+
+static ms_status regex_error(int rc, ms_error *err) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    return ms_errorf(err, MS_ERR_LIMIT, "the pre-tokenizer's regex failed on this text: %s", (char *)msg);
 }
 
 static void metaspace(const tok_pretok *x, const char *s, size_t n, bool first_span, pieces *out, tok_buf *tmp) {
@@ -193,26 +204,27 @@ typedef struct enc_scratch {
 } enc_scratch;
 
 /* One normalized span (no added tokens in it) through the pre-tokenizer and BPE. */
-static void encode_span(const ms_tokenizer *t, enc_scratch *sc, const char *norm, size_t norm_n, bool first_span,
-                        int32_t **ids, size_t *n_ids, size_t *cap) {
+static ms_status encode_span(const ms_tokenizer *t, enc_scratch *sc, const char *norm, size_t norm_n, bool first_span,
+                             int32_t **ids, size_t *n_ids, size_t *cap, ms_error *err) {
     pieces *cur = &sc->a, *next = &sc->b;
     pieces_reset(cur);
     pieces_add(cur, norm, norm_n);
-    for (int i = 0; i < t->n_pretoks; i++) {
+    int rc = 0;
+    for (int i = 0; i < t->n_pretoks && rc == 0; i++) {
         const tok_pretok *x = &t->pretoks[i];
         pieces_reset(next);
-        for (size_t k = 0; k < cur->n; k++) {
+        for (size_t k = 0; k < cur->n && rc == 0; k++) {
             const char *p = cur->buf.p + cur->off[k];
             size_t pn = cur->len[k];
             switch (x->kind) {
-            case TOK_PRE_SPLIT: split_regex(x->re, sc->md, p, pn, x->removed, next); break;
+            case TOK_PRE_SPLIT: rc = split_regex(x->re, sc->md, p, pn, x->removed, next); break;
             case TOK_PRE_METASPACE: metaspace(x, p, pn, first_span && k == 0, next, &sc->tmp); break;
             case TOK_PRE_BYTELEVEL: {
                 sc->tmp.n = 0;
                 if (x->add_prefix_space && p[0] != ' ') tok_buf_addc(&sc->tmp, ' ');
                 tok_buf_add(&sc->tmp, p, pn);
                 pieces split = {0};
-                if (x->re) split_regex(x->re, sc->md, sc->tmp.p, sc->tmp.n, false, &split);
+                if (x->re) rc = split_regex(x->re, sc->md, sc->tmp.p, sc->tmp.n, false, &split);
                 else pieces_add(&split, sc->tmp.p, sc->tmp.n);
                 tok_buf mapped = {0};
                 for (size_t j = 0; j < split.n; j++) {
@@ -230,7 +242,9 @@ static void encode_span(const ms_tokenizer *t, enc_scratch *sc, const char *norm
         cur = next;
         next = sw;
     }
+    if (rc) return regex_error(rc, err);
     for (size_t k = 0; k < cur->n; k++) tok_bpe_word(t, cur->buf.p + cur->off[k], cur->len[k], ids, n_ids, cap);
+    return MS_OK;
 }
 
 /* ---- added tokens ---- */
@@ -305,9 +319,7 @@ static ms_status split_added(const ms_tokenizer *t, enc_scratch *sc, const char 
 
 static ms_status span_plain(const ms_tokenizer *t, enc_scratch *sc, const char *s, size_t n, bool first,
                             int32_t **ids, size_t *n_ids, size_t *cap, ms_error *err) {
-    (void)err;
-    encode_span(t, sc, s, n, first, ids, n_ids, cap);
-    return MS_OK;
+    return encode_span(t, sc, s, n, first, ids, n_ids, cap, err);
 }
 
 /* Text between non-normalized added tokens: normalize, then split on normalized ones. */
@@ -326,7 +338,8 @@ ms_status ms_tokenizer_encode(const ms_tokenizer *t, const char *text, size_t le
     *n_out = 0;
     if (len > (size_t)INT32_MAX / 2) return ms_errorf(err, MS_ERR_LIMIT, "text of %zu bytes is too long to tokenize", len);
     tok_buf clean = {0};
-    if (tok_utf8_sanitize(text, len, &clean)) {
+    if (!tok_utf8_valid(text, len)) {
+        tok_utf8_sanitize(text, len, &clean);
         text = clean.p;
         len = clean.n;
     }

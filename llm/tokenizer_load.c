@@ -143,7 +143,7 @@ static ms_status parse_model(ms_tokenizer *t, const cJSON *model, ms_error *err)
     tok_merges_init(t, (uint32_t)cJSON_GetArraySize(merges));
     int32_t rank = 0;
     for (const cJSON *m = merges->child; m; m = m->next, rank++) {
-        int32_t l, r, merged;
+        int32_t l = -1, r = -1, merged = -1;
         ms_status st = parse_merge(t, m, &l, &r, &merged, err);
         if (st != MS_OK) return ms_error_wrap(err, "merge %d", rank);
         tok_merges_put(t, l, r, rank, merged);

@@ -65,12 +65,16 @@ static ms_status add_norm(ms_tokenizer *t, const cJSON *n, ms_error *err) {
         if (!p) return ms_errorf(err, MS_ERR_INVALID, "Prepend normalizer without 'prepend'");
         x = (tok_norm){TOK_NORM_PREPEND, ms_xstrdup(p), NULL};
     } else if (!strcmp(type, "Replace")) {
-        const char *pat, *content = jstr(n, "content");
+        const char *pat = NULL, *content = jstr(n, "content");
         ms_status st = string_pattern(n, "normalizer", &pat, err);
         if (st != MS_OK) return st;
         if (!content || !pat[0]) return ms_errorf(err, MS_ERR_INVALID, "Replace normalizer without content");
         x = (tok_norm){TOK_NORM_REPLACE, ms_xstrdup(pat), ms_xstrdup(content)};
     } else if (!strcmp(type, "NFC")) {
+#ifndef MS_HAVE_ICU
+        return ms_errorf(err, MS_ERR_UNSUPPORTED,
+                         "normalizer 'NFC' needs ICU, and modserve was built without libicu");
+#endif
         x.kind = TOK_NORM_NFC;
     } else
         return ms_errorf(err, MS_ERR_UNSUPPORTED, "normalizer '%s' is not supported", type);
@@ -156,7 +160,7 @@ static ms_status add_dec(ms_tokenizer *t, const cJSON *d, ms_error *err) {
     }
     tok_dec x = {0};
     if (!strcmp(type, "Replace")) {
-        const char *pat, *content = jstr(d, "content");
+        const char *pat = NULL, *content = jstr(d, "content");
         ms_status st = string_pattern(d, "decoder", &pat, err);
         if (st != MS_OK) return st;
         if (!content || !pat[0]) return ms_errorf(err, MS_ERR_INVALID, "Replace decoder without content");

@@ -144,6 +144,20 @@ static size_t utf8_bad_len(const unsigned char *s, size_t n) {
     return i;
 }
 
+bool tok_utf8_valid(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t l = utf8_valid_len(u + i, n - i);
+        if (!l) return false;
+        i += l;
+    }
+    return true;
+}
+
 bool tok_utf8_sanitize(const char *s, size_t n, tok_buf *out) {
     const unsigned char *u = (const unsigned char *)s;
     bool changed = false;

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -170,7 +171,8 @@ ms_status ms_http_server_start(ms_http_server *s, ms_error *err) {
     if (inet_pton(AF_INET, s->cfg.host, &addr.sin_addr) != 1)
         return ms_errorf(err, MS_ERR_INVALID, "--host '%s' is not an IPv4 address", s->cfg.host);
     MHD_set_panic_func(on_mhd_panic, NULL);
-    const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
+    if (getenv("MODSERVE_HTTP_DEBUG")) flags |= MHD_USE_ERROR_LOG; /* libmicrohttpd's own messages on stderr */
     const int threads = s->cfg.http_threads > 0 ? s->cfg.http_threads : 4;
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,

@@ -12,7 +12,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <stb_image.h>
@@ -253,6 +255,61 @@ static void test_engine_replay(const char *dir) {
     cJSON_Delete(s);
 }
 
+/* End to end against the real server (`./modserve serve`, tiny model, CPU, free port). */
+static void test_real_server(const char *dir) {
+    const char *model = ms_test_tiny_model(1, "f32");
+    int fds[2];
+    MS_CHECK(pipe(fds) == 0);
+    const pid_t pid = fork();
+    MS_CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        execl("./modserve", "modserve", "serve", "--model", model, "--device", "cpu", "--port", "0", "--threads", "2",
+              (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *out = fdopen(fds[0], "r");
+    char line[512];
+    int port = 0;
+    while (!port && fgets(line, sizeof line, out)) {
+        const char *p = strstr(line, "listening on http://127.0.0.1:");
+        if (p) port = atoi(p + strlen("listening on http://127.0.0.1:"));
+    }
+    EXPECTF(port > 0, "the server did not start");
+    if (port > 0) {
+        char trace[128], o[128], path[160];
+        snprintf(trace, sizeof trace, "%s/server-trace.csv", dir);
+        snprintf(o, sizeof o, "%s/server", dir);
+        FILE *f = fopen(trace, "w");
+        MS_CHECK(f);
+        fprintf(f, "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n");
+        static const int k_rows[5][3] = {{0, 120, 4}, {1, 300, 3}, {0, 60, 1}, {2, 500, 6}, {0, 9000, 2}};
+        for (int i = 0; i < 5; i++)
+            fprintf(f, "2024-10-15T12:00:00.%03dZ,%d,%d,%d\n", i * 100, k_rows[i][0], k_rows[i][1], k_rows[i][2]);
+        fclose(f);
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+        char *argv[] = {"replay", "--trace", trace, "--url", url, "--out", o, "--no-plots", "--no-progress",
+                        "--image-pool", "2"};
+        EXPECT(ms_bench_replay_main(sizeof argv / sizeof argv[0], argv) == 0);
+        snprintf(path, sizeof path, "%s/summary.json", o);
+        cJSON *s = read_json(path);
+        EXPECT(jnum(s, "overall", "requests", NULL) == 5);
+        EXPECT(jnum(s, "overall", "failed", NULL) == 1); /* 9000 tokens: over the tiny model's 4096 */
+        EXPECT(jnum(s, "overall", "output_tokens", NULL) == 4 + 3 + 1 + 6); /* ignore_eos + min_tokens */
+        EXPECT(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "prompt"), "calibrated")));
+        EXPECT(jnum(s, "prompt", "deviated_over_5pct", NULL) == 0);
+        EXPECT(jnum(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "stages"), "prefill"), "wait", "n", NULL) == 4);
+        cJSON_Delete(s);
+    }
+    kill(pid, SIGTERM);
+    int status;
+    waitpid(pid, &status, 0);
+    fclose(out);
+}
+
 int main(void) {
     test_prompt_size();
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
@@ -339,6 +396,7 @@ int main(void) {
     snprintf(out, sizeof out, "%s/none", dir);
     EXPECT(run_replay(port, trace, out, "keep", "4") != 0);
     test_engine_replay(dir);
+    test_real_server(dir);
     if (!getenv("MS_TEST_KEEP")) ms_test_system("rm -rf %s", dir); /* MS_TEST_KEEP=1 keeps the report to look at */
     return ms_test_finish("test_replay");
 }

