@@ -58,11 +58,10 @@ static const char *stb_reason(void) {
     return r ? r : "unknown error";
 }
 
-ms_status ms_image_decode(const uint8_t *bytes, size_t n, const ms_image_limits *lim,
-                          ms_image_u8 *out, ms_error *err) {
-    MS_CHECK(out != NULL && lim != NULL);
+ms_status ms_image_probe(const uint8_t *bytes, size_t n, const ms_image_limits *lim,
+                         int32_t *out_w, int32_t *out_h, ms_error *err) {
+    MS_CHECK(lim != NULL);
     MS_CHECK(bytes != NULL || n == 0);
-    memset(out, 0, sizeof *out);
     if (n == 0) return ms_errorf(err, MS_ERR_INVALID, "image: empty (0 bytes)");
     if (n > lim->max_bytes)
         return ms_errorf(err, MS_ERR_LIMIT, "image: %zu bytes is over the limit of %zu bytes",
@@ -96,6 +95,11 @@ ms_status ms_image_decode(const uint8_t *bytes, size_t n, const ms_image_limits 
                              "pixels <= %lld)", pw, ph, lim->max_width, lim->max_height,
                              (long long)lim->max_pixels);
     }
+    /* stb_image reads a JPEG's Huffman tables already in stbi_info: check them first */
+    if (is_jpeg) {
+        ms_status st = ms_image_jpeg_guard(bytes, n, err);
+        if (st != MS_OK) return st;
+    }
     if (!stbi_info_from_memory(bytes, (int)n, &w, &h, &comp))
         return ms_errorf(err, MS_ERR_INVALID, "image: corrupt %s header (%s)", fmt, stb_reason());
     if (w <= 0 || h <= 0)
@@ -109,6 +113,19 @@ ms_status ms_image_decode(const uint8_t *bytes, size_t n, const ms_image_limits 
         ms_status st = ms_image_png_guard(bytes, n, w, h, err);
         if (st != MS_OK) return st;
     }
+    if (out_w) *out_w = w;
+    if (out_h) *out_h = h;
+    return MS_OK;
+}
+
+ms_status ms_image_decode(const uint8_t *bytes, size_t n, const ms_image_limits *lim,
+                          ms_image_u8 *out, ms_error *err) {
+    MS_CHECK(out != NULL && lim != NULL);
+    memset(out, 0, sizeof *out);
+    int32_t w = 0, h = 0;
+    ms_status pst = ms_image_probe(bytes, n, lim, &w, &h, err);
+    if (pst != MS_OK) return pst;
+    const char *fmt = bytes[0] == 0x89 ? "PNG" : "JPEG";
 
     int dw = 0, dh = 0, dc = 0;
     /* desired_channels 3: gray, gray+alpha, palette and RGBA all come out RGB, like PIL's

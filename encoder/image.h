@@ -28,6 +28,12 @@ void ms_image_limits_default(ms_image_limits *lim);
 ms_status ms_image_decode(const uint8_t *bytes, size_t n, const ms_image_limits *lim,
                           ms_image_u8 *out, ms_error *err);
 void ms_image_free(ms_image_u8 *img);
+/* Every check ms_image_decode makes before decoding a pixel, alone: encoded size,
+ * format (PNG/JPEG by magic bytes), width/height/pixels against the limits, and the
+ * structural guards stb_image needs (JPEG Huffman tables, PNG chunk lengths and
+ * inflated size). For front ends that refuse bad images early. w/h may be NULL. */
+ms_status ms_image_probe(const uint8_t *bytes, size_t n, const ms_image_limits *lim,
+                         int32_t *w, int32_t *h, ms_error *err);
 /* Resize (shortest edge) + center crop per cfg: out is crop_height x crop_width. */
 ms_status ms_image_resize_crop(const ms_image_u8 *in, const ms_image_proc_config *cfg,
                                ms_image_u8 *out, ms_error *err);

@@ -39,7 +39,14 @@ ms_status ms_image_png_guard(const uint8_t *bytes, size_t n, int32_t w, int32_t 
         uint32_t len = be32(bytes + off);
         const uint8_t *type = bytes + off + 4;
         const uint8_t *data = bytes + off + 8;
-        if (len > n - off - 12) break; /* truncated chunk: stb will say so */
+        /* A chunk longer than the file: stb_image would allocate the declared length (up
+         * to 2 GiB) before finding the data missing (found by fuzzing). */
+        if (len > n - off - 12) {
+            st = ms_errorf(err, MS_ERR_INVALID,
+                           "image: corrupt PNG: chunk '%.4s' at byte %zu declares %u bytes, "
+                           "past the end of the file", (const char *)type, off, len);
+            goto done;
+        }
         if (memcmp(type, "CgBI", 4) == 0) raw_deflate = true;
         if (memcmp(type, "IHDR", 4) == 0 && len >= 13)
             bound = png_raw_bound((uint64_t)w, (uint64_t)h, data[8], data[9]);

@@ -183,12 +183,22 @@ static ms_status read_llama(const cJSON *o, ms_llama_config *t, ms_error *err) {
 
 /* ---- validation ---- */
 
-#define POSITIVE(prefix, field, value)                                                       \
+/* Sizes must be positive and below generous caps: a config is outside input, and the
+ * loader allocates per layer and multiplies sizes, so an absurd value (num_hidden_layers
+ * 2147483647, found by fuzzing) must be an error here, not an overflow later. */
+#define POSITIVE_MAX(prefix, field, value, max)                                              \
     do {                                                                                     \
-        if ((value) <= 0)                                                                    \
-            return ms_errorf(err, MS_ERR_INVALID, "%s%s must be positive, got %d", prefix,   \
-                             field, (int)(value));                                           \
+        if ((value) <= 0 || (int64_t)(value) > (int64_t)(max))                               \
+            return ms_errorf(err, MS_ERR_INVALID, "%s%s must be in [1, %lld], got %d", prefix, \
+                             field, (long long)(max), (int)(value));                         \
     } while (0)
+enum {
+    CFG_MAX_LAYERS = 1024,
+    CFG_MAX_HEADS = 4096,
+    CFG_MAX_WIDTH = 1 << 20,       /* hidden, intermediate, head_dim, projection */
+    CFG_MAX_IMAGE = 16384,         /* image and patch side */
+    CFG_MAX_TOKENS = 1 << 24,      /* vocabulary, positions */
+};
 
 static ms_status check_eps(const char *key, float eps, ms_error *err) {
     if (!(eps > 0.0f) || !isfinite(eps))
@@ -198,14 +208,14 @@ static ms_status check_eps(const char *key, float eps, ms_error *err) {
 
 static ms_status validate_clip(const ms_clip_config *v, ms_error *err) {
     const char *p = "vision_config.";
-    POSITIVE(p, "hidden_size", v->hidden_size);
-    POSITIVE(p, "intermediate_size", v->intermediate_size);
-    POSITIVE(p, "num_hidden_layers", v->num_hidden_layers);
-    POSITIVE(p, "num_attention_heads", v->num_attention_heads);
-    POSITIVE(p, "num_channels", v->num_channels);
-    POSITIVE(p, "image_size", v->image_size);
-    POSITIVE(p, "patch_size", v->patch_size);
-    POSITIVE(p, "projection_dim", v->projection_dim);
+    POSITIVE_MAX(p, "hidden_size", v->hidden_size, CFG_MAX_WIDTH);
+    POSITIVE_MAX(p, "intermediate_size", v->intermediate_size, CFG_MAX_WIDTH);
+    POSITIVE_MAX(p, "num_hidden_layers", v->num_hidden_layers, CFG_MAX_LAYERS);
+    POSITIVE_MAX(p, "num_attention_heads", v->num_attention_heads, CFG_MAX_HEADS);
+    POSITIVE_MAX(p, "num_channels", v->num_channels, 16);
+    POSITIVE_MAX(p, "image_size", v->image_size, CFG_MAX_IMAGE);
+    POSITIVE_MAX(p, "patch_size", v->patch_size, CFG_MAX_IMAGE);
+    POSITIVE_MAX(p, "projection_dim", v->projection_dim, CFG_MAX_WIDTH);
     if (v->hidden_size % v->num_attention_heads)
         return ms_errorf(err, MS_ERR_INVALID,
                          "vision_config.num_attention_heads %d does not divide hidden_size %d",
@@ -225,14 +235,14 @@ static ms_status validate_clip(const ms_clip_config *v, ms_error *err) {
 
 static ms_status validate_llama(const ms_llama_config *t, ms_error *err) {
     const char *p = "text_config.";
-    POSITIVE(p, "vocab_size", t->vocab_size);
-    POSITIVE(p, "hidden_size", t->hidden_size);
-    POSITIVE(p, "intermediate_size", t->intermediate_size);
-    POSITIVE(p, "num_hidden_layers", t->num_hidden_layers);
-    POSITIVE(p, "num_attention_heads", t->num_attention_heads);
-    POSITIVE(p, "num_key_value_heads", t->num_key_value_heads);
-    POSITIVE(p, "head_dim", t->head_dim);
-    POSITIVE(p, "max_position_embeddings", t->max_position_embeddings);
+    POSITIVE_MAX(p, "vocab_size", t->vocab_size, CFG_MAX_TOKENS);
+    POSITIVE_MAX(p, "hidden_size", t->hidden_size, CFG_MAX_WIDTH);
+    POSITIVE_MAX(p, "intermediate_size", t->intermediate_size, CFG_MAX_WIDTH);
+    POSITIVE_MAX(p, "num_hidden_layers", t->num_hidden_layers, CFG_MAX_LAYERS);
+    POSITIVE_MAX(p, "num_attention_heads", t->num_attention_heads, CFG_MAX_HEADS);
+    POSITIVE_MAX(p, "num_key_value_heads", t->num_key_value_heads, CFG_MAX_HEADS);
+    POSITIVE_MAX(p, "head_dim", t->head_dim, CFG_MAX_WIDTH);
+    POSITIVE_MAX(p, "max_position_embeddings", t->max_position_embeddings, CFG_MAX_TOKENS);
     if (t->num_attention_heads % t->num_key_value_heads)
         return ms_errorf(err, MS_ERR_INVALID,
                          "text_config.num_key_value_heads %d does not divide num_attention_heads %d",

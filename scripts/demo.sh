@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: install what is missing, build (Release; the CUDA backend too when a
-# toolkit is present), write the tiny random-weight model, and run it on an image
-# (on the GPU when there is one, else the CPU).
+# toolkit is present), write the tiny random-weight LLaVA model, serve it (on the GPU
+# when there is one, else the CPU) and replay a few minutes of the shipped SYNTHETIC
+# trace sample against it, time-compressed; print the report and where the plots are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -10,7 +11,24 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" -j "$(nproc)"
 ms="$build/modserve"
 work="$build/demo"
-mkdir -p "$work"
+rm -rf "$work" && mkdir -p "$work"
 "$ms" model init --preset tiny --seed 1 --out "$work/tiny"
-"$ms" run --model "$work/tiny" --device auto --image tests/data/demo.png \
-  --prompt-ids 1,1000,15,16,17 --max-tokens 16 --seed 1
+
+"$ms" serve --model "$work/tiny" --device auto --port 0 --encode-workers 2 \
+  >"$work/server.log" 2>&1 &
+server=$!
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+url=
+for _ in $(seq 1 300); do   # the tiny model loads in well under a second; allow 30 s
+  url=$(grep -o 'http://[0-9.]*:[0-9]*' "$work/server.log" | head -1 || true)
+  [ -n "$url" ] && curl -sf "$url/health" >/dev/null && break
+  kill -0 $server 2>/dev/null || { cat "$work/server.log"; echo "demo: the server exited"; exit 1; }
+  sleep 0.1
+done
+[ -n "$url" ] || { cat "$work/server.log"; echo "demo: the server did not come up"; exit 1; }
+echo "demo: server at $url (log: $work/server.log)"
+
+# 3 minutes of the synthetic sample, sent 6x faster than recorded.
+"$ms" bench replay --trace bench/data/synthetic-sample.csv.gz --url "$url" \
+  --duration 3m --time-scale 6 --out "$work/replay"
+echo "demo: report, summary.json, requests.csv and plots are in $work/replay/"

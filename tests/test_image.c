@@ -546,6 +546,37 @@ static void test_resize_crop_pipeline(void) {
     ms_image_free(&thin);
 }
 
+/* Inputs the fuzzer found (tests/fuzz/regressions/fuzz_image): each is refused before
+ * stb_image could overflow a table or allocate what a chunk claims. */
+static void test_fuzz_regressions(void) {
+    static const struct {
+        const char *file;
+        const char *msg;
+    } cases[] = {
+        {"stb_dht_counts_over_256.jpg", "Huffman table"},
+        {"png_idat_length_past_end_64mib.png", "past the end of the file"},
+    };
+    ms_image_limits lim;
+    ms_image_limits_default(&lim);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/tests/fuzz/regressions/fuzz_image/%s", MS_SOURCE_DIR, cases[i].file);
+        size_t n = 0;
+        char *bytes = ms_test_read_file(path, &n);
+        EXPECTF(bytes != NULL, "cannot read %s", path);
+        if (!bytes) continue;
+        ms_image_u8 img = {0};
+        ms_error err = {0};
+        ms_status st = ms_image_decode((const uint8_t *)bytes, n, &lim, &img, &err);
+        EXPECTF(st == MS_ERR_INVALID && strstr(err.msg, cases[i].msg), "%s: %s (%s)", cases[i].file,
+                err.msg, ms_status_name(st));
+        EXPECT(img.rgb == NULL);
+        int32_t w = 0, h = 0;
+        EXPECT(ms_image_probe((const uint8_t *)bytes, n, &lim, &w, &h, &err) == MS_ERR_INVALID);
+        free(bytes);
+    }
+}
+
 int main(void) {
     test_decode_png_layouts();
     test_decode_palette_png();
@@ -557,5 +588,6 @@ int main(void) {
     test_resize_pil();
     test_center_crop();
     test_resize_crop_pipeline();
+    test_fuzz_regressions();
     return ms_test_finish("test_image");
 }

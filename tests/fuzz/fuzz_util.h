@@ -18,8 +18,4 @@ static inline bool ms_fuzz_skip_known(void) {
     return v != NULL && strcmp(v, "0") != 0;
 }
 
-/* fuzz_known.c: inputs of the known stb_image findings. */
-bool ms_fuzz_jpeg_has_oversized_dht(const uint8_t *b, size_t n);
-bool ms_fuzz_png_has_chunk_past_end(const uint8_t *b, size_t n);
-
 #endif
