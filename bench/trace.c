@@ -168,20 +168,27 @@ struct ms_trace_reader {
     char line[LINE_MAX_BYTES];
 };
 
-/* Next line without its newline (and CR); false at the end. *too_long when the line did
- * not fit (the rest of it is consumed). */
-static bool read_line(ms_trace_reader *r, bool *too_long) {
-    *too_long = false;
-    if (!gzgets(r->gz, r->line, sizeof r->line)) return false;
+typedef enum line_problem { LINE_OK, LINE_TOO_LONG, LINE_HAS_NUL } line_problem;
+
+/* Next line without its newline (and CR) into r->line; false at the end. *problem says
+ * when the line did not fit (the rest of it is consumed) or held a NUL byte, which
+ * would cut it short as a C string (found by fuzzing: a NUL-led line was once read as
+ * "too long" and indexed before its start). */
+static bool read_line(ms_trace_reader *r, line_problem *problem) {
+    *problem = LINE_OK;
+    size_t n = 0;
+    int c = gzgetc(r->gz);
+    if (c < 0) return false;
     r->line_no++;
-    size_t n = strlen(r->line);
-    if (n && r->line[n - 1] == '\n') {
-        r->line[--n] = 0;
-    } else if (!gzeof(r->gz)) {
-        *too_long = true;
-        char rest[LINE_MAX_BYTES];
-        while (gzgets(r->gz, rest, sizeof rest) && rest[strlen(rest) - 1] != '\n') {}
+    for (; c >= 0 && c != '\n'; c = gzgetc(r->gz)) {
+        if (c == 0 && *problem == LINE_OK) *problem = LINE_HAS_NUL;
+        if (n + 1 < sizeof r->line) r->line[n++] = (char)c;
+        else *problem = LINE_TOO_LONG;
     }
+    r->line[n] = 0;
+    if (*problem == LINE_HAS_NUL) /* show what can be shown: NULs as '?' */
+        for (size_t i = 0; i < n; i++)
+            if (!r->line[i]) r->line[i] = '?';
     if (n && r->line[n - 1] == '\r') r->line[--n] = 0;
     return true;
 }
@@ -194,15 +201,15 @@ ms_status ms_trace_open(const char *path, ms_trace_bad_line policy, ms_trace_rea
     r->gz = gz;
     r->path = ms_xstrdup(path);
     r->policy = policy;
-    bool too_long;
-    if (!read_line(r, &too_long)) {
+    line_problem problem;
+    if (!read_line(r, &problem)) {
         ms_trace_close(r);
         return ms_errorf(err, MS_ERR_INVALID, "trace %s: empty file (expected the header %s)", path,
                          MS_TRACE_HEADER);
     }
     const char *h = r->line;
     if (!strncmp(h, "\xEF\xBB\xBF", 3)) h += 3; /* a UTF-8 byte order mark */
-    if (too_long || strcmp(h, MS_TRACE_HEADER) != 0) {
+    if (problem != LINE_OK || strcmp(h, MS_TRACE_HEADER) != 0) {
         ms_errorf(err, MS_ERR_INVALID, "trace %s: line 1: header '%.80s' is not '%s'", path, h, MS_TRACE_HEADER);
         ms_trace_close(r);
         return MS_ERR_INVALID;
@@ -212,9 +219,9 @@ ms_status ms_trace_open(const char *path, ms_trace_bad_line policy, ms_trace_rea
 }
 
 ms_status ms_trace_next(ms_trace_reader *r, ms_trace_row *row, bool *eof, ms_error *err) {
-    bool too_long;
+    line_problem problem;
     for (;;) {
-        if (!read_line(r, &too_long)) {
+        if (!read_line(r, &problem)) {
             int zerr = Z_OK;
             const char *zmsg = gzerror(r->gz, &zerr);
             if (zerr != Z_OK && zerr != Z_STREAM_END)
@@ -223,10 +230,11 @@ ms_status ms_trace_next(ms_trace_reader *r, ms_trace_row *row, bool *eof, ms_err
             *eof = true;
             return MS_OK;
         }
-        if (!too_long && r->line[0] == 0) continue; /* blank lines carry nothing */
+        if (problem == LINE_OK && r->line[0] == 0) continue; /* blank lines carry nothing */
         ms_error lerr = {0};
-        ms_status st = too_long ? ms_errorf(&lerr, MS_ERR_INVALID, "line longer than %d bytes", LINE_MAX_BYTES)
-                                : ms_trace_parse_line(r->line, row, &lerr);
+        ms_status st = problem == LINE_TOO_LONG ? ms_errorf(&lerr, MS_ERR_INVALID, "line longer than %d bytes", LINE_MAX_BYTES)
+                       : problem == LINE_HAS_NUL ? ms_errorf(&lerr, MS_ERR_INVALID, "line contains a NUL byte")
+                                                 : ms_trace_parse_line(r->line, row, &lerr);
         if (st == MS_OK && r->have_last && row->t_ms < r->last_ms)
             st = ms_errorf(&lerr, MS_ERR_INVALID, "timestamp earlier than the previous row's (rows must be in time order)");
         if (st == MS_OK) {

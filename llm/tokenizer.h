@@ -51,7 +51,11 @@ const char *ms_tokenizer_chat_template(const ms_tokenizer *tok);
  * Text comes out only as complete UTF-8 (a character split over byte-fallback pieces
  * waits for its last piece), with the decoders' leading-space rules applied as in a
  * full decode; the concatenation of everything pushed + finish equals
- * ms_tokenizer_decode of all ids. One stream per sequence; the tokenizer is shared. */
+ * ms_tokenizer_decode of all ids, with one exception shared with HF tokenizers'
+ * DecodeStream: a byte-fallback run whose first bytes form valid UTF-8 and whose end
+ * does not (full decode turns the whole run into U+FFFD per byte) has had its valid
+ * start sent already; finish then sends the held-back part decoded on its own.
+ * One stream per sequence; the tokenizer is shared. */
 typedef struct ms_tokenizer_stream ms_tokenizer_stream;
 ms_tokenizer_stream *ms_tokenizer_stream_new(const ms_tokenizer *tok, bool skip_special);
 void ms_tokenizer_stream_free(ms_tokenizer_stream *s);

@@ -242,7 +242,21 @@ ms_status ms_tokenizer_stream_finish(ms_tokenizer_stream *s, char **text, ms_err
     ms_status st = ms_tokenizer_decode(s->tok, s->ids, s->n, s->skip_special, &full, err);
     if (st != MS_OK) return st;
     size_t lp = strlen(s->prefix), lf = strlen(full);
-    *text = ms_xstrdup(lf > lp && !memcmp(full, s->prefix, lp) ? full + lp : "");
+    if (lf > lp && !memcmp(full, s->prefix, lp)) {
+        *text = ms_xstrdup(full + lp);
+    } else if (lf == lp && !memcmp(full, s->prefix, lp)) {
+        *text = ms_xstrdup("");
+    } else {
+        /* The held-back ids turned text already sent into U+FFFD (a byte-fallback run
+         * that is invalid UTF-8 only as a whole): what was sent stays sent, and the
+         * held-back ids are decoded on their own so nothing is dropped. */
+        st = ms_tokenizer_decode(s->tok, s->ids + s->prefix_index, s->n - s->prefix_index,
+                                 s->skip_special, text, err);
+        if (st != MS_OK) {
+            free(full);
+            return st;
+        }
+    }
     free(full);
     s->n = 0;
     s->prefix_index = 0;

@@ -3,7 +3,8 @@
  * a queue of one request: 401 without or with a wrong key (not on /health), pool
  * resizing through POST /admin/workers, 503 with Retry-After when the queue is full, and
  * a client that disconnects mid-stream gets its request cancelled and its KV blocks
- * freed (seen in /metrics).
+ * freed (seen in /metrics). The long stream is greedy with 4000 tokens: it outlives the
+ * checks made while it runs by far on the tiny model.
  */
 #include <curl/curl.h>
 #include <signal.h>
@@ -85,7 +86,7 @@ static void test_overload_disconnect(void) {
     CURL *h = curl_easy_init();
     char url[128];
     snprintf(url, sizeof url, "%s/v1/completions", g_srv.base);
-    const char *body = "{\"prompt\":[1,5,6,7],\"max_tokens\":3000,\"ignore_eos\":true,\"stream\":true}";
+    const char *body = "{\"prompt\":[1,5,6,7],\"max_tokens\":4000,\"ignore_eos\":true,\"stream\":true,\"temperature\":0}";
     struct curl_slist *hd = curl_slist_append(NULL, "Authorization: Bearer sekret");
     stream_state ss = {0};
     curl_easy_setopt(h, CURLOPT_URL, url);
@@ -95,11 +96,11 @@ static void test_overload_disconnect(void) {
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &ss);
     curl_multi_add_handle(m, h);
     int running = 1;
-    for (int i = 0; i < 6000 && running && ss.bytes < 2000; i++) {
+    for (int i = 0; i < 6000 && running && ss.bytes < 400; i++) {
         curl_multi_perform(m, &running);
         curl_multi_poll(m, NULL, 0, 10, NULL);
     }
-    EXPECTF(running && ss.bytes >= 2000, "stream running %d, %zu bytes: %.600s", running, ss.bytes, ss.head);
+    EXPECTF(running && ss.bytes >= 400, "stream running %d, %zu bytes: %.600s", running, ss.bytes, ss.head);
     http_resp r;
     const char *chat = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}";
     http_call(&g_srv, "POST", "/v1/chat/completions", chat, strlen(chat), "sekret", &r);

@@ -78,6 +78,42 @@ static char *stream_all(const ms_tokenizer *t, const int32_t *ids, int32_t n, bo
     return all;
 }
 
+/* A byte-fallback run valid at its start and invalid at its end (found by fuzzing):
+ * the stream has sent "€A" before the run turned invalid; finish must send the held-back
+ * bytes (as U+FFFD) rather than drop them. Full decode gives U+FFFD per byte. */
+static void test_stream_invalid_run(void) {
+    char dir[] = "/tmp/ms_tok_stream_XXXXXX";
+    if (!mkdtemp(dir)) return;
+    ms_error err = {0};
+    ms_tokenizer *tok = NULL;
+    EXPECT(ms_tokenizer_write_tiny(dir, &err) == MS_OK);
+    EXPECTF(ms_tokenizer_load(dir, &tok, &err) == MS_OK, "%s", err.msg);
+    if (tok) {
+        /* <0xE2><0x82><0xAC> = "€", <0x41> = "A", <0xF0><0x9F> = an unfinished 4-byte char */
+        const int32_t ids[] = {3 + 0xE2, 3 + 0x82, 3 + 0xAC, 3 + 0x41, 3 + 0xF0, 3 + 0x9F};
+        const int32_t n = (int32_t)(sizeof ids / sizeof ids[0]);
+        char *full = NULL;
+        EXPECT(ms_tokenizer_decode(tok, ids, n, true, &full, &err) == MS_OK);
+        EXPECTF(full && !strcmp(full, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"),
+                "full decode '%s'", full ? full : "");
+        free(full);
+        ms_tokenizer_stream *s = ms_tokenizer_stream_new(tok, true);
+        char joined[256] = "", *piece = NULL;
+        for (int32_t i = 0; i <= n; i++) {
+            ms_status st = i < n ? ms_tokenizer_stream_push(s, ids[i], &piece, &err)
+                                 : ms_tokenizer_stream_finish(s, &piece, &err);
+            EXPECT(st == MS_OK);
+            if (piece) strncat(joined, piece, sizeof joined - strlen(joined) - 1);
+            free(piece);
+            piece = NULL;
+        }
+        EXPECTF(!strcmp(joined, "\xE2\x82\xAC" "A\xEF\xBF\xBD\xEF\xBF\xBD"), "stream gave '%s'", joined);
+        ms_tokenizer_stream_free(s);
+        ms_tokenizer_free(tok);
+    }
+    ms_test_system("rm -rf %s", dir);
+}
+
 /* Ids with no token (embedding rows past the tokenizer, which a model can sample)
  * decode to nothing, as in HF tokenizers (streaming decode goes through the same path). */
 static void test_unknown_ids(void) {
@@ -471,5 +507,6 @@ int main(int argc, char **argv) {
     test_errors();
     test_chat();
     test_unknown_ids();
+    test_stream_invalid_run();
     return ms_test_finish("test_tokenizer");
 }

@@ -157,6 +157,24 @@ static void test_reader(void) {
     fclose(f);
     sel.bad_line = MS_TRACE_BAD_FAIL;
     EXPECT(ms_trace_load(gz, &sel, &set, &err) != MS_OK);
+    /* NUL bytes inside a line (found by fuzzing): a bad line named as such, both at the
+     * start of a line and in its middle; skip keeps the rest. */
+    static const char k_nul[] = "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n"
+                                "2024-10-15T12:00:00.000Z,0,100,10\n"
+                                "\0\0x\n"
+                                "2024-10-15T12:00:00.200Z,1,6\0" "00,10\n"
+                                "2024-10-15T12:00:00.300Z,0,90,5\n";
+    f = fopen(plain, "wb");
+    MS_CHECK(f);
+    fwrite(k_nul, 1, sizeof k_nul - 1, f);
+    fclose(f);
+    sel.bad_line = MS_TRACE_BAD_FAIL;
+    EXPECT(ms_trace_load(plain, &sel, &set, &err) == MS_ERR_INVALID);
+    EXPECTF(strstr(err.msg, "line 3") && strstr(err.msg, "NUL byte"), "%s", err.msg);
+    sel.bad_line = MS_TRACE_BAD_SKIP;
+    EXPECTF(ms_trace_load(plain, &sel, &set, &err) == MS_OK, "%s", err.msg);
+    EXPECT(set.n == 2 && set.bad_lines == 2);
+    ms_trace_set_free(&set);
     remove(plain);
     remove(gz);
 }
