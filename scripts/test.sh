@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: install what is missing, build with ASan + UBSan (the CUDA backend
-# too when a toolkit is present, so it always compiles), run every test with ctest.
-# GPU tests report "skipped" on a machine without a GPU.
+# too when a toolkit is present, so it always compiles), run the short fuzz runs (when
+# clang is present) and then every test with ctest. GPU tests report "skipped" on a
+# machine without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -12,5 +13,21 @@ cmake --build "$build" -j "$jobs"
 # CUDA's runtime needs the shadow gap unprotected to even report "no device" under ASan.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-protect_shadow_gap=0:detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-cd "$build"
-ctest --output-on-failure -j "$jobs" --timeout 1500
+# OpenBLAS's own threads are not used (the CPU backend splits work itself).
+export OPENBLAS_NUM_THREADS=1
+fuzz_rc=0
+if command -v clang >/dev/null 2>&1; then
+  # libFuzzer targets over every parser of outside input: seeds, regression inputs and
+  # 2,000 mutations each (docs/fuzz.md). Its own build tree, clang + ASan/UBSan.
+  bash scripts/fuzz.sh --smoke --jobs "$jobs" || fuzz_rc=$?
+else
+  echo "test.sh: clang not found: fuzz smoke runs skipped"
+fi
+# The main suite last, so its summary closes the output.
+rc=0
+(cd "$build" && ctest --output-on-failure -j "$jobs" --timeout 1500) || rc=$?
+if [ "$fuzz_rc" -ne 0 ]; then
+  echo "test.sh: the fuzz smoke runs failed (see above)"
+  [ "$rc" -ne 0 ] || rc=$fuzz_rc
+fi
+exit "$rc"

@@ -11,19 +11,21 @@
 #include "server/http_server.h"
 
 /* Checks every id (in the vocabulary, or the image token) and the image count. */
-bool ms_api_check_ids(ms_http_server *s, const int32_t *ids, int32_t n, int32_t n_images, ms_api_error *e);
+bool ms_api_check_ids(ms_http_server *s, const int32_t *ids, int32_t n, int32_t n_images, const char *param,
+                      ms_api_error *e);
 
-bool ms_api_check_ids(ms_http_server *s, const int32_t *ids, int32_t n, int32_t n_images, ms_api_error *e) {
+bool ms_api_check_ids(ms_http_server *s, const int32_t *ids, int32_t n, int32_t n_images, const char *param,
+                      ms_api_error *e) {
     const int32_t vocab = s->mcfg->text.vocab_size, image = s->mcfg->image_token_index;
     int32_t seen = 0;
     for (int32_t i = 0; i < n; i++) {
         if (ids[i] == image) seen++;
         else if (ids[i] < 0 || ids[i] >= vocab)
-            return ms_api_fail(e, 400, "prompt", "invalid_token_id", "token id %d is out of range [0, %d)", ids[i],
+            return ms_api_fail(e, 400, param, "invalid_token_id", "token id %d is out of range [0, %d)", ids[i],
                                vocab);
     }
     if (seen != n_images)
-        return ms_api_fail(e, 400, "messages", "image_count_mismatch",
+        return ms_api_fail(e, 400, param, "image_count_mismatch",
                            "the prompt has %d image placeholders but %d images were given", seen, n_images);
     return true;
 }
@@ -62,7 +64,7 @@ bool ms_api_chat_prompt(ms_http_server *s, const ms_api_request *r, int32_t **id
     const ms_status te = ms_tokenizer_encode(s->tok, text, strlen(text), add_bos, ids, n, &err);
     free(text);
     if (te != MS_OK) return ms_api_fail(e, 400, "messages", "tokenization_failed", "the prompt could not be tokenized");
-    if (!ms_api_check_ids(s, *ids, *n, r->n_images, e)) {
+    if (!ms_api_check_ids(s, *ids, *n, r->n_images, "messages", e)) {
         free(*ids);
         *ids = NULL;
         return false;

@@ -7,7 +7,8 @@
 
 #include "server/http_server.h"
 
-bool ms_api_check_ids(ms_http_server *s, const int32_t *ids, int32_t n, int32_t n_images, ms_api_error *e);
+bool ms_api_check_ids(ms_http_server *s, const int32_t *ids, int32_t n, int32_t n_images, const char *param,
+                      ms_api_error *e);
 
 bool ms_api_completions_prompt(ms_http_server *s, const ms_api_request *r, int32_t **ids, int32_t *n,
                                ms_api_error *e) {
@@ -22,7 +23,7 @@ bool ms_api_completions_prompt(ms_http_server *s, const ms_api_request *r, int32
         if (ms_tokenizer_encode(s->tok, r->prompt_text, strlen(r->prompt_text), true, ids, n, &err) != MS_OK)
             return ms_api_fail(e, 400, "prompt", "tokenization_failed", "the prompt could not be tokenized");
     }
-    if (!ms_api_check_ids(s, *ids, *n, 0, e)) {
+    if (!ms_api_check_ids(s, *ids, *n, 0, "prompt", e)) {
         free(*ids);
         *ids = NULL;
         return false;

@@ -167,6 +167,49 @@ static void test_base64_depth(void) {
     EXPECT(ms_json_depth("[[[[[[", 6, 3) == 4);
 }
 
+/* Mutated copies of valid bodies (bytes flipped, cut short, spliced): the parser either
+ * accepts or answers a 4xx, never crashes (ASan/UBSan watch the memory). */
+static void test_mutations(void) {
+    char *url = png_data_url(8, 8, 3);
+    char *img = malloc(strlen(url) + 256);
+    sprintf(img, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"}},"
+                 "{\"type\":\"text\",\"text\":\"hi\"}]}],\"stop\":[\"x\"],\"max_tokens\":3}", url);
+    free(url);
+    const char *seeds[] = {img, "{\"prompt\":[1,2,3],\"max_tokens\":3,\"stream\":true,\"seed\":5}"};
+    uint32_t rng = 12345;
+    int accepted = 0, refused = 0;
+    for (int it = 0; it < 3000; it++) {
+        const char *seed = seeds[it % 2];
+        const size_t n = strlen(seed);
+        char *b = malloc(n + 1);
+        memcpy(b, seed, n + 1);
+        size_t len = n;
+        const int edits = 1 + (int)((rng = rng * 1664525u + 1013904223u) >> 29);
+        for (int e = 0; e < edits; e++) {
+            rng = rng * 1664525u + 1013904223u;
+            const size_t at = (rng >> 8) % len;
+            switch ((rng >> 4) % 3) {
+            case 0: b[at] = (char)(rng >> 16); break;  /* flip a byte */
+            case 1: len = at + 1; break;                 /* cut short */
+            default: b[at] = "{}[]\",:0-e."[(rng >> 16) % 12]; /* structural byte */
+            }
+        }
+        ms_api_request r;
+        ms_api_error err = {0};
+        if (ms_api_parse(it % 2 ? MS_API_COMPLETIONS : MS_API_CHAT, b, len, &g_opt, &r, &err)) {
+            accepted++;
+            ms_api_request_free(&r);
+        } else {
+            refused++;
+            EXPECTF(err.http >= 400 && err.http < 500 && err.message[0], "mutation %d: http %d", it, err.http);
+        }
+        free(b);
+    }
+    EXPECT(refused > 0);
+    fprintf(stderr, "mutations: %d accepted, %d refused\n", accepted, refused);
+    free(img);
+}
+
 int main(void) {
     ms_server_limits_default(&g_lim);
     g_opt = (ms_parse_options){.limits = &g_lim, .model_name = "m", .allowed_media_path = NULL};
@@ -174,5 +217,6 @@ int main(void) {
     test_bad();
     test_limits();
     test_base64_depth();
+    test_mutations();
     return ms_test_finish("test_server_parse");
 }
