@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "kernels/ms_common.h"
+#include "kernels/rng.h"
 
 #define MS_TRACE_HEADER "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens"
 
@@ -109,11 +110,6 @@ ms_status ms_trace_select_rows(const ms_trace_row *rows, int64_t n_rows, const m
                                ms_trace_set *out, ms_error *err);
 
 /* A small seeded PRNG (splitmix64 seeding xoshiro256**), shared by synth and select. */
-typedef struct ms_rng { uint64_t s[4]; } ms_rng;
-void ms_rng_seed(ms_rng *r, uint64_t seed);
-uint64_t ms_rng_next(ms_rng *r);
-double ms_rng_uniform(ms_rng *r);      /* [0, 1) */
-double ms_rng_normal(ms_rng *r);       /* standard normal (Box-Muller) */
 int64_t ms_rng_poisson(ms_rng *r, double mean);
 
 #endif

@@ -13,6 +13,7 @@
  * 1 + 0.1 noise, biases 0.1 (large enough that a dropped gamma or bias changes outputs).
  */
 #include "llm/model_init.h"
+#include "kernels/rng.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -204,25 +205,6 @@ int64_t ms_model_tensor_numel(const ms_model_tensor *t) {
 
 enum { BLOCK_SHIFT = 16 };
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t xoshiro_next(uint64_t s[4]) {
-    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return r;
-}
 
 static uint64_t fnv1a(const char *s) {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -241,11 +223,12 @@ void ms_model_tensor_fill(const ms_model_tensor *t, uint64_t seed, int64_t first
         int64_t block = i >> BLOCK_SHIFT;
         int64_t block_end = (block + 1) << BLOCK_SHIFT;
         uint64_t sm = key ^ ((uint64_t)block * 0xD1B54A32D192ED03ull);
-        uint64_t s[4] = {splitmix64(&sm), splitmix64(&sm), splitmix64(&sm), splitmix64(&sm)};
-        for (int64_t skip = block << BLOCK_SHIFT; skip < i; skip++) xoshiro_next(s);
+        ms_rng s;
+        for (int k = 0; k < 4; k++) s.s[k] = ms_splitmix64(&sm);
+        for (int64_t skip = block << BLOCK_SHIFT; skip < i; skip++) ms_rng_next(&s);
         int64_t stop = end < block_end ? end : block_end;
         for (; i < stop; i++) {
-            out[i - first] = lo + step * (float)(xoshiro_next(s) >> 40); /* [-w, w) around mean */
+            out[i - first] = lo + step * (float)(ms_rng_next(&s) >> 40); /* [-w, w) around mean */
         }
     }
 }

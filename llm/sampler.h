@@ -7,10 +7,11 @@
 #define MS_LLM_SAMPLER_H
 
 #include "kernels/backend.h"
+#include "kernels/rng.h"
 
 typedef struct ms_sampler {
     ms_sample_params params;
-    uint64_t state[4];         /* xoshiro256** state */
+    ms_rng rng;                /* the request's own stream */
 } ms_sampler;
 
 void ms_sampler_init(ms_sampler *s, ms_sample_params params, uint64_t seed);

@@ -31,6 +31,6 @@ echo "demo: server at $url (log: $work/server.log)"
 # 3 minutes of the synthetic sample sent 2x faster than recorded (--time-scale multiplies
 # trace times); at most 8 images a request (the sample has requests with hundreds).
 "$ms" bench replay --trace bench/data/synthetic-sample.csv.gz --url "$url" \
-  --duration 3m --time-scale 0.5 --image-policy fit --max-images 8 --no-progress \
+  --duration 3m --time-scale 0.5 --image-policy fit --max-images 8 \
   --out "$work/replay"
 echo "demo: report, summary.json, requests.csv and plots are in $work/replay/"

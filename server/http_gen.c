@@ -214,7 +214,8 @@ static void on_done(void *user, const ms_request_result *res) {
     g->done = true;
     if (result_ok(g)) ms_metrics_observe(&g->srv->metrics, &g->res);
     if (g->stream) {
-        if (result_ok(g)) {
+        /* Cancelled by the drain at shutdown: end the stream as vLLM does, "abort". */
+        if (result_ok(g) || g->res.finish == MS_FINISH_CANCELLED) {
             emit_text(g, true);
             sse_chunk(g, NULL, 0, false, finish_name(g), !g->include_usage);
             if (g->include_usage) {
@@ -275,7 +276,7 @@ static void failure_error(const ms_gen *g, ms_api_error *e) {
 
 /* Called with g->mu held once there is something to answer with; releases it. */
 static enum MHD_Result respond_unlock(ms_conn *c, ms_gen *g) {
-    if (g->done && !result_ok(g) && !(g->stream && g->n_tokens > 0)) {
+    if (g->done && !result_ok(g) && !(g->stream && (g->n_tokens > 0 || g->res.finish == MS_FINISH_CANCELLED))) {
         ms_api_error e;
         failure_error(g, &e);
         pthread_mutex_unlock(&g->mu);

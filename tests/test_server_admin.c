@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tests/test_server_util.h"
@@ -126,16 +127,43 @@ static void test_overload_disconnect(void) {
     EXPECT(call("POST", "/v1/chat/completions", chat, "sekret", NULL) == 200);
 }
 
+/* SIGINT with a stream longer than --shutdown-timeout (1 s): the drain cancels it, the
+ * stream still ends cleanly (finish_reason "abort", [DONE]) and the server exits 0. */
+static void test_drain_timeout(void) {
+    unlink("testdata/server_drain.txt");
+    EXPECT(ms_test_system("curl -sN -H 'Authorization: Bearer sekret' -d '{\"prompt\":[1,5,6],\"max_tokens\":4000,"
+                          "\"ignore_eos\":true,\"stream\":true,\"temperature\":0}' %s/v1/completions "
+                          "> testdata/server_drain.txt 2>/dev/null &",
+                          g_srv.base) == 0);
+    struct stat st;
+    for (int i = 0; i < 3000 && (stat("testdata/server_drain.txt", &st) || st.st_size < 400); i++) usleep(10000);
+    EXPECT(srv_stop(&g_srv, SIGINT, 120) == 0);
+    char *body = NULL;
+    for (int i = 0; i < 500; i++) {
+        free(body);
+        body = ms_test_read_file("testdata/server_drain.txt", NULL);
+        if (body && strstr(body, "[DONE]")) break;
+        usleep(10000);
+    }
+    char *text = NULL, *finish = NULL;
+    int ev = 0;
+    EXPECTF(body && sse_collect(body, &text, &finish, &ev) && finish && !strcmp(finish, "abort"), "drained: %.300s",
+            body ? body + (strlen(body) > 300 ? strlen(body) - 300 : 0) : "(none)");
+    free(text);
+    free(finish);
+    free(body);
+}
+
 int main(void) {
     curl_global_init(CURL_GLOBAL_ALL);
     const char *model = ms_test_tiny_model(1, "f32");
-    if (!srv_start(&g_srv, model, "--api-key sekret --max-queued-requests 1 --shutdown-timeout 5")) {
+    if (!srv_start(&g_srv, model, "--api-key sekret --max-queued-requests 1 --shutdown-timeout 1")) {
         fprintf(stderr, "server did not start\n");
         return 1;
     }
     test_auth_admin();
     test_overload_disconnect();
-    EXPECT(srv_stop(&g_srv, SIGINT, 60) == 0);
+    test_drain_timeout();
     curl_global_cleanup();
     return ms_test_finish("test_server_admin");
 }

@@ -5,7 +5,8 @@
  * completions with ids), streaming equal to non-streaming, stop strings, a table of
  * hostile requests each with its 4xx (and a normal request still fine after), 200
  * concurrent streams equal to sequential answers, /metrics through promtool, then
- * SIGTERM draining an in-flight stream and exiting 0.
+ * SIGTERM draining an in-flight stream and exiting 0. Half of the concurrent streams
+ * carry an image.
  */
 #include <curl/curl.h>
 #include <signal.h>
@@ -331,11 +332,30 @@ static size_t on_stream(char *d, size_t s, size_t m, void *ctx) {
     return s * m;
 }
 
+/* Odd variants carry an image (different per variant), even ones are text only. */
+static char *variant_body(int v, const char *text, bool stream) {
+    if (v % 2 == 0) return chat_body(text, 6, stream, NULL);
+    char *url = png_data_url(24 + v, 20 + 2 * v, v);
+    char *b = malloc(strlen(url) + strlen(text) + 512);
+    sprintf(b, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"}},"
+               "{\"type\":\"text\",\"text\":\"%s\"}]}],\"max_tokens\":6,\"temperature\":0,\"ignore_eos\":true,"
+               "\"stream\":%s}", url, text, stream ? "true" : "false");
+    free(url);
+    return b;
+}
+
 static void test_concurrent(void) {
     char *ref[N_VARIANTS], prompt[N_VARIANTS][64];
     for (int v = 0; v < N_VARIANTS; v++) {
         snprintf(prompt[v], sizeof prompt[v], "Question number %d about cats", v * 7 + 1);
-        ref[v] = chat_text(prompt[v], 6, NULL, NULL);
+        char *b = variant_body(v, prompt[v], false);
+        long st;
+        cJSON *j = post_json("/v1/chat/completions", b, &st);
+        const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
+        ref[v] = strdup(jstr(cJSON_GetObjectItemCaseSensitive(ch, "message"), "content"));
+        EXPECT(st == 200);
+        cJSON_Delete(j);
+        free(b);
     }
     CURLM *m = curl_multi_init();
     curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)N_CONC);
@@ -345,7 +365,7 @@ static void test_concurrent(void) {
     char url[128];
     snprintf(url, sizeof url, "%s/v1/chat/completions", g_srv.base);
     for (int i = 0; i < N_CONC; i++) {
-        bodies[i] = chat_body(prompt[i % N_VARIANTS], 6, true, NULL);
+        bodies[i] = variant_body(i % N_VARIANTS, prompt[i % N_VARIANTS], true);
         h[i] = curl_easy_init();
         curl_easy_setopt(h[i], CURLOPT_URL, url);
         curl_easy_setopt(h[i], CURLOPT_POSTFIELDS, bodies[i]);
