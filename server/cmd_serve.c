@@ -47,6 +47,9 @@ static void serve_usage(FILE *out) {
             "  --encode-workers N          encode pool size (default 1)\n"
             "  --prefill-workers N         prefill pool size (default 1)\n"
             "  --decode-workers N          decode pool size (default 1)\n"
+            "  --encode-devices LIST       GPU index per encode worker, e.g. 0,1 (cycled;\n"
+            "                              default 0); likewise --prefill-devices,\n"
+            "                              --decode-devices\n"
             "  --preprocess-threads N      image decode threads (default 2)\n"
             "  --max-num-seqs N            decode running set per worker (default 64)\n"
             "  --max-num-batched-tokens N  prefill token budget per batch (default 2048)\n"
@@ -135,6 +138,9 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         } else if (!strcmp(a, "--encode-workers") && (ok = parse_int(a, v, 1, 256, &x))) o->eng.encode_workers = (int32_t)x;
         else if (!strcmp(a, "--prefill-workers") && (ok = parse_int(a, v, 1, 256, &x))) o->eng.prefill_workers = (int32_t)x;
         else if (!strcmp(a, "--decode-workers") && (ok = parse_int(a, v, 1, 256, &x))) o->eng.decode_workers = (int32_t)x;
+        else if (!strcmp(a, "--encode-devices")) o->eng.encode_devices = v;
+        else if (!strcmp(a, "--prefill-devices")) o->eng.prefill_devices = v;
+        else if (!strcmp(a, "--decode-devices")) o->eng.decode_devices = v;
         else if (!strcmp(a, "--preprocess-threads") && (ok = parse_int(a, v, 1, 256, &x)))
             o->eng.preprocess_threads = (int32_t)x;
         else if (!strcmp(a, "--max-num-seqs") && (ok = parse_int(a, v, 1, 1 << 16, &x))) o->eng.max_num_seqs = (int32_t)x;
