@@ -89,25 +89,32 @@ void tok_buf_add(tok_buf *b, const char *s, size_t n) {
 
 void tok_buf_addc(tok_buf *b, char c) { tok_buf_add(b, &c, 1); }
 
+/* Sequence length a lead byte announces (0: not a lead byte) and the range its second
+ * byte must lie in (Unicode table 3-7: no overlongs, surrogates or past U+10FFFF). */
+static size_t utf8_lead(unsigned c, unsigned *lo, unsigned *hi) {
+    *lo = 0x80;
+    *hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) return 2;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (c == 0xE0) *lo = 0xA0;
+        if (c == 0xED) *hi = 0x9F;
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (c == 0xF0) *lo = 0x90;
+        if (c == 0xF4) *hi = 0x8F;
+        return 4;
+    }
+    return 0;
+}
+
 /* Length of a well-formed UTF-8 sequence at s, or 0 when it is not one (overlong
  * forms, surrogates and code points past U+10FFFF are ill-formed, as in Unicode 3.9). */
 static size_t utf8_valid_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else
-        return 0;
-    if (n < len) return 0;
+    if (s[0] < 0x80) return 1;
+    unsigned lo, hi;
+    size_t len = utf8_lead(s[0], &lo, &hi);
+    if (len == 0 || n < len) return 0;
     if (s[1] < lo || s[1] > hi) return 0;
     for (size_t i = 2; i < len; i++)
         if (s[i] < 0x80 || s[i] > 0xBF) return 0;
@@ -122,20 +129,9 @@ size_t tok_utf8_len(const unsigned char *s, size_t n) {
 /* Bytes a decoder would consume as one maximal subpart of an ill-formed sequence
  * (WHATWG / Unicode "substitution of maximal subparts"): each becomes one U+FFFD. */
 static size_t utf8_bad_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else
-        return 1;
+    unsigned lo, hi;
+    size_t len = utf8_lead(s[0], &lo, &hi);
+    if (len == 0) return 1;
     size_t i = 1;
     if (i < n && i < len && s[i] >= lo && s[i] <= hi) {
         i++;
