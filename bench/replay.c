@@ -31,156 +31,38 @@ void ms_replay_options_default(ms_replay_options *o) {
 
 /* Per in-flight request state. */
 typedef struct flight {
-    ms_run_request *r;
+    ms_sse_stream s;          /* the response's stream parser (replay_sse.c) */
     CURL *easy;
     char *body;
-    char *sse;                /* unparsed stream bytes */
-    size_t sse_n, sse_cap;
-    double t0;                /* monotonic send time */
-    double last_chunk;
-    bool done_seen;
-    bool error_event;
-    int32_t usage_completion;
 } flight;
-
-static void set_error(ms_run_request *r, const char *msg) {
-    if (!r->error) r->error = ms_xstrdup(msg);
-}
-
-static void itl_push(ms_run_request *r, double v) {
-    if (r->m.n_itl == r->itl_cap) {
-        r->itl_cap = r->itl_cap ? r->itl_cap * 2 : 64;
-        r->itl_buf = ms_xrealloc(r->itl_buf, (size_t)r->itl_cap * sizeof *r->itl_buf);
-    }
-    r->itl_buf[r->m.n_itl++] = v;
-}
-
-/* The per-stage timestamps of the extension field: ms_request_times names in seconds
- * on the server's clock; kept relative to the server's arrival. */
-static void parse_timings(ms_run_request *r, const cJSON *t) {
-    const cJSON *arrival = cJSON_GetObjectItemCaseSensitive(t, "arrival");
-    if (!cJSON_IsNumber(arrival)) return;
-    const double a = arrival->valuedouble;
-    for (int s = 0; s < MS_RUN_STAGES; s++) {
-        char k[64];
-        const cJSON *q, *b, *e;
-        snprintf(k, sizeof k, "%s_queued", ms_run_stage_names[s]);
-        q = cJSON_GetObjectItemCaseSensitive(t, k);
-        snprintf(k, sizeof k, "%s_start", ms_run_stage_names[s]);
-        b = cJSON_GetObjectItemCaseSensitive(t, k);
-        snprintf(k, sizeof k, "%s_end", ms_run_stage_names[s]);
-        e = cJSON_GetObjectItemCaseSensitive(t, k);
-        if (s == 3) e = cJSON_GetObjectItemCaseSensitive(t, "last_token"); /* decode ends at the last token */
-        /* 0 means "did not happen" (ms_request_times). */
-        r->stage_queued[s] = cJSON_IsNumber(q) && q->valuedouble > 0 ? q->valuedouble - a : -1;
-        r->stage_start[s] = cJSON_IsNumber(b) && b->valuedouble > 0 ? b->valuedouble - a : -1;
-        r->stage_end[s] = cJSON_IsNumber(e) && e->valuedouble > 0 ? e->valuedouble - a : -1;
-    }
-    r->has_stages = true;
-}
-
-static void handle_event(flight *f, const char *data, double now) {
-    ms_run_request *r = f->r;
-    if (!strcmp(data, "[DONE]")) {
-        f->done_seen = true;
-        return;
-    }
-    cJSON *j = cJSON_Parse(data);
-    if (!j) {
-        set_error(r, "malformed stream event");
-        f->error_event = true;
-        return;
-    }
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
-    if (err) {
-        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
-        set_error(r, cJSON_IsString(msg) ? msg->valuestring : "error event");
-        f->error_event = true;
-    }
-    const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
-    const cJSON *content = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ch, "delta"), "content");
-    if (cJSON_IsString(content) && content->valuestring[0]) {
-        if (r->chunks == 0) r->m.ttft_s = now - f->t0;
-        else itl_push(r, now - f->last_chunk);
-        f->last_chunk = now;
-        r->chunks++;
-    }
-    const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
-    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
-    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
-    if (cJSON_IsNumber(pt)) r->actual_prompt = (int32_t)pt->valuedouble;
-    if (cJSON_IsNumber(ct)) f->usage_completion = (int32_t)ct->valuedouble;
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "timings");
-    if (!t) t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "modserve"), "timings");
-    if (cJSON_IsObject(t)) parse_timings(r, t);
-    cJSON_Delete(j);
-}
-
-/* Splits complete events ("...\n\n") off the buffer; data lines carry the payload. */
-static void sse_drain(flight *f, double now) {
-    size_t start = 0;
-    for (;;) {
-        char *base = f->sse + start;
-        char *end = NULL;
-        size_t sep = 0;
-        for (size_t i = 0; start + i + 1 < f->sse_n; i++) {
-            if (base[i] == '\n' && base[i + 1] == '\n') { end = base + i; sep = 2; break; }
-            if (base[i] == '\n' && base[i + 1] == '\r' && start + i + 2 < f->sse_n && base[i + 2] == '\n') {
-                end = base + i; sep = 3; break;
-            }
-        }
-        if (!end) break;
-        *end = 0;
-        /* One event: join its data: lines (SSE allows several). */
-        char *save = NULL;
-        for (char *line = strtok_r(base, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-            size_t l = strlen(line);
-            if (l && line[l - 1] == '\r') line[--l] = 0;
-            if (!strncmp(line, "data:", 5)) handle_event(f, line + 5 + (line[5] == ' '), now);
-        }
-        start += (size_t)(end - base) + sep;
-    }
-    memmove(f->sse, f->sse + start, f->sse_n - start);
-    f->sse_n -= start;
-}
 
 static size_t on_data(char *data, size_t size, size_t nmemb, void *ctx) {
     flight *f = ctx;
     const size_t k = size * nmemb;
-    const double now = ms_time_now();
-    if (f->sse_n + k + 1 > f->sse_cap) {
-        f->sse_cap = (f->sse_n + k + 1) * 2;
-        f->sse = ms_xrealloc(f->sse, f->sse_cap);
-    }
-    memcpy(f->sse + f->sse_n, data, k);
-    f->sse_n += k;
-    f->sse[f->sse_n] = 0;
-    if (f->sse_n > (16u << 20)) return 0; /* an event larger than 16 MiB: give up on it */
-    sse_drain(f, now);
-    return k;
+    return ms_sse_feed(&f->s, data, k, ms_time_now()) ? k : 0;
 }
 
 static void flight_finish(flight *f, CURLcode code, double now) {
-    ms_run_request *r = f->r;
+    ms_run_request *r = f->s.r;
     long status = 0;
     curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
     r->http_status = (int32_t)status;
-    r->m.e2e_s = now - f->t0;
+    r->m.e2e_s = now - f->s.t0;
     if (code != CURLE_OK) {
-        set_error(r, curl_easy_strerror(code));
+        ms_run_request_fail(r, curl_easy_strerror(code));
     } else if (status != 200) {
         char msg[160];
         /* The error body is JSON without SSE framing: show its start. */
-        snprintf(msg, sizeof msg, "HTTP %ld: %.120s", status, f->sse ? f->sse : "");
+        snprintf(msg, sizeof msg, "HTTP %ld: %.120s", status, f->s.sse ? f->s.sse : "");
         for (char *p = msg; *p; p++) if (*p == '\n' || *p == '\r') *p = ' ';
-        set_error(r, msg);
-    } else if (!f->error_event && !f->done_seen) {
-        set_error(r, "stream ended without [DONE]");
-    } else if (!f->error_event && r->chunks == 0) {
-        set_error(r, "no tokens streamed");
+        ms_run_request_fail(r, msg);
+    } else if (!f->s.error_event && !f->s.done_seen) {
+        ms_run_request_fail(r, "stream ended without [DONE]");
+    } else if (!f->s.error_event && r->chunks == 0) {
+        ms_run_request_fail(r, "no tokens streamed");
     }
     r->m.ok = !r->error;
-    r->m.output_tokens = f->usage_completion > 0 ? f->usage_completion : r->chunks;
+    r->m.output_tokens = f->s.usage_completion > 0 ? f->s.usage_completion : r->chunks;
     r->m.prompt_tokens = r->actual_prompt >= 0 ? r->actual_prompt : r->expected_prompt;
     r->m.itl = r->itl_buf;
     if (!r->m.ok) r->m.n_itl = 0;
@@ -255,7 +137,7 @@ ms_status ms_replay_run(const ms_replay_options *o, const ms_trace_set *set, ms_
                (o->max_concurrency <= 0 || inflight < o->max_concurrency)) {
             ms_run_request *r = &run->reqs[next];
             flight *f = ms_xcalloc(1, sizeof *f);
-            f->r = r;
+            f->s.r = r;
             f->body = ms_replay_body(model, &pool, next, r->images_sent, r->text_words,
                                      r->trace.generated_tokens > 0 ? r->trace.generated_tokens : 1, true);
             f->easy = curl_easy_init();
@@ -269,8 +151,8 @@ ms_status ms_replay_run(const ms_replay_options *o, const ms_trace_set *set, ms_
             curl_easy_setopt(f->easy, CURLOPT_NOSIGNAL, 1L);
             if (o->request_timeout_s > 0)
                 curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, (long)(o->request_timeout_s * 1000));
-            f->t0 = ms_time_now();
-            r->m.send_s = f->t0 - t_start;
+            f->s.t0 = ms_time_now();
+            r->m.send_s = f->s.t0 - t_start;
             curl_multi_add_handle(multi, f->easy);
             next++;
             inflight++;
@@ -286,11 +168,11 @@ ms_status ms_replay_run(const ms_replay_options *o, const ms_trace_set *set, ms_
             const double t = ms_time_now();
             flight_finish(f, msg->data.result, t);
             last_end = t;
-            errors += !f->r->m.ok;
+            errors += !f->s.r->m.ok;
             curl_multi_remove_handle(multi, f->easy);
             curl_easy_cleanup(f->easy);
             free(f->body);
-            free(f->sse);
+            free(f->s.sse);
             free(f);
             inflight--;
             done++;

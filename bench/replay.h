@@ -75,6 +75,25 @@ struct ms_engine_options;
 ms_status ms_replay_engine_run(const struct ms_engine_options *eo, const ms_replay_options *o, const ms_trace_set *set,
                                ms_bench_run *run, ms_error *err);
 
+/* One streamed response as the replayer parses it (bench/replay_sse.c): bytes in,
+ * measurements into r out. Zero it, set r and t0 (the send time), feed what arrives. */
+typedef struct ms_sse_stream {
+    ms_run_request *r;
+    char *sse;                /* unparsed stream bytes */
+    size_t sse_n, sse_cap;
+    double t0;                /* monotonic send time */
+    double last_chunk;
+    bool done_seen;           /* "data: [DONE]" arrived */
+    bool error_event;         /* an error event or a malformed event arrived */
+    int32_t usage_completion; /* usage.completion_tokens, 0 until seen */
+} ms_sse_stream;
+/* Appends n bytes received at `now` and handles every complete event; false when one
+ * pending event outgrows 16 MiB (the caller abandons the transfer). The caller frees
+ * s->sse. */
+bool ms_sse_feed(ms_sse_stream *s, const char *bytes, size_t n, double now);
+/* Marks r failed with msg (the first failure wins). */
+void ms_run_request_fail(ms_run_request *r, const char *msg);
+
 int ms_bench_replay_main(int argc, char **argv);
 
 #endif

@@ -18,7 +18,7 @@ out=""
 smoke=0
 jobs=2
 targets=()
-all_targets=(fuzz_image fuzz_safetensors fuzz_config fuzz_trace_line fuzz_tokenizer)
+all_targets=(fuzz_image fuzz_safetensors fuzz_config fuzz_trace_line fuzz_sse fuzz_tokenizer)
 [ -f "$root/server/request_parse.h" ] && all_targets+=(fuzz_request)
 
 usage() {
