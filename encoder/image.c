@@ -95,13 +95,15 @@ ms_status ms_image_probe(const uint8_t *bytes, size_t n, const ms_image_limits *
                              "pixels <= %lld)", pw, ph, lim->max_width, lim->max_height,
                              (long long)lim->max_pixels);
     }
-    /* stb_image reads a JPEG's Huffman tables already in stbi_info: check them first */
-    if (is_jpeg) {
-        ms_status st = ms_image_jpeg_guard(bytes, n, err);
+    if (is_jpeg) { /* JPEG is libjpeg-turbo's (image_jpeg.c), PNG stb_image's */
+        int32_t jw = 0, jh = 0;
+        ms_status st = ms_image_jpeg_info(bytes, n, &jw, &jh, err);
         if (st != MS_OK) return st;
-    }
-    if (!stbi_info_from_memory(bytes, (int)n, &w, &h, &comp))
+        w = jw;
+        h = jh;
+    } else if (!stbi_info_from_memory(bytes, (int)n, &w, &h, &comp)) {
         return ms_errorf(err, MS_ERR_INVALID, "image: corrupt %s header (%s)", fmt, stb_reason());
+    }
     if (w <= 0 || h <= 0)
         return ms_errorf(err, MS_ERR_INVALID, "image: %s has no pixels (%dx%d)", fmt, w, h);
     if (w > lim->max_width || h > lim->max_height || (int64_t)w * h > lim->max_pixels)
@@ -125,7 +127,8 @@ ms_status ms_image_decode(const uint8_t *bytes, size_t n, const ms_image_limits 
     int32_t w = 0, h = 0;
     ms_status pst = ms_image_probe(bytes, n, lim, &w, &h, err);
     if (pst != MS_OK) return pst;
-    const char *fmt = bytes[0] == 0x89 ? "PNG" : "JPEG";
+    if (bytes[0] == 0xff) return ms_image_jpeg_decode(bytes, n, lim, out, err);
+    const char *fmt = "PNG";
 
     int dw = 0, dh = 0, dc = 0;
     /* desired_channels 3: gray, gray+alpha, palette and RGBA all come out RGB, like PIL's

@@ -9,8 +9,10 @@
  * buffer for such a stream up to 4 GiB. Corrupt streams pass here; stb reports them. */
 ms_status ms_image_png_guard(const uint8_t *bytes, size_t n, int32_t w, int32_t h, ms_error *err);
 
-/* Refuses a JPEG with a Huffman table of more than 256 codes (stb_image does not check
- * and overflows its tables). Not-JPEG input passes. */
-ms_status ms_image_jpeg_guard(const uint8_t *bytes, size_t n, ms_error *err);
+/* JPEG through libjpeg-turbo (image_jpeg.c): header size only; and the whole decode to
+ * RGB with the limits applied before any pixel. */
+ms_status ms_image_jpeg_info(const uint8_t *bytes, size_t n, int32_t *w, int32_t *h, ms_error *err);
+ms_status ms_image_jpeg_decode(const uint8_t *bytes, size_t n, const ms_image_limits *lim, ms_image_u8 *out,
+                               ms_error *err);
 
 #endif

@@ -3,7 +3,7 @@
 # skips apt entirely when every package is already installed.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
-      libopenblas-dev libcjson-dev libstb-dev zlib1g-dev
+      libopenblas-dev libcjson-dev libstb-dev libjpeg62-turbo-dev zlib1g-dev
       libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev libicu-dev
       gnuplot-nox curl prometheus clang libclang-rt-14-dev)
 # node and npm may come from another source already (npm bundled with node): only
