@@ -35,13 +35,16 @@ ms_status ms_image_png_guard(const uint8_t *bytes, size_t n, int32_t w, int32_t 
     uint8_t window[16384];
     ms_status st = MS_OK;
 
-    while (off + 12 <= n) {
+    bool inflated_all = false; /* the stream ended: later chunks are only length-checked */
+    /* Every chunk whose 8-byte header is in the file is checked, after the compressed
+     * stream's end too: stb reads the length from the header alone. */
+    while (off + 8 <= n) {
         uint32_t len = be32(bytes + off);
         const uint8_t *type = bytes + off + 4;
         const uint8_t *data = bytes + off + 8;
         /* A chunk longer than the file: stb_image would allocate the declared length (up
-         * to 2 GiB) before finding the data missing (found by fuzzing). */
-        if (len > n - off - 12) {
+         * to 2 GiB) before finding the data missing (found by fuzzing, twice). */
+        if (len > n - off - 8) {
             st = ms_errorf(err, MS_ERR_INVALID,
                            "image: corrupt PNG: chunk '%.4s' at byte %zu declares %u bytes, "
                            "past the end of the file", (const char *)type, off, len);
@@ -50,7 +53,8 @@ ms_status ms_image_png_guard(const uint8_t *bytes, size_t n, int32_t w, int32_t 
         if (memcmp(type, "CgBI", 4) == 0) raw_deflate = true;
         if (memcmp(type, "IHDR", 4) == 0 && len >= 13)
             bound = png_raw_bound((uint64_t)w, (uint64_t)h, data[8], data[9]);
-        if (memcmp(type, "IDAT", 4) == 0 && bound > 0) {
+        if (off + 12 + (size_t)len > n) break; /* only the CRC is missing: stb reports it */
+        if (memcmp(type, "IDAT", 4) == 0 && bound > 0 && !inflated_all) {
             if (!started) {
                 if (inflateInit2(&zs, raw_deflate ? -15 : 15) != Z_OK)
                     return ms_errorf(err, MS_ERR_NOMEM, "image: no memory to check the PNG stream");
@@ -74,7 +78,7 @@ ms_status ms_image_png_guard(const uint8_t *bytes, size_t n, int32_t w, int32_t 
                 if (zr == Z_BUF_ERROR && zs.avail_out > 0) break; /* needs the next chunk */
                 if (zr == Z_BUF_ERROR) zr = Z_OK;                 /* window full: go on */
             }
-            if (zr != Z_OK && zr != Z_BUF_ERROR) break; /* stream end or corrupt: done */
+            if (zr != Z_OK && zr != Z_BUF_ERROR) inflated_all = true; /* stream end or corrupt */
         }
         if (memcmp(type, "IEND", 4) == 0) break;
         off += 12 + (size_t)len;

@@ -560,6 +560,7 @@ static void test_fuzz_regressions(void) {
         {"stb_huff_decode_undefined_table_flaky.jpg", "JPEG", false},
         {"stb_grow_buffer_shift32.jpg", "JPEG", false},
         {"png_idat_length_past_end_64mib.png", "past the end of the file", true},
+        {"png_second_idat_past_end_1300mib.png", "past the end of the file", true},
     };
     ms_image_limits lim;
     ms_image_limits_default(&lim);
