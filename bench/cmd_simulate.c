@@ -78,6 +78,35 @@ static void usage(FILE *out) {
             ms_sim_core_help, ms_trace_select_help);
 }
 
+/* Input flags shared by simulate and tune: --trace, --profile, --goodput, --max-images,
+ * --image-policy. Same return convention as ms_trace_select_flag. */
+int ms_sim_input_flag(ms_sim_options *o, const char **profile, int argc, char **argv, int *i, ms_error *err) {
+    const char *a = argv[*i];
+    static const char *const k_flags[] = {"--trace", "--profile", "--goodput", "--max-images", "--image-policy"};
+    size_t k = 0;
+    for (; k < sizeof k_flags / sizeof k_flags[0]; k++)
+        if (!strcmp(a, k_flags[k])) break;
+    if (k == sizeof k_flags / sizeof k_flags[0]) return 0;
+    if (*i + 1 >= argc) {
+        ms_errorf(err, MS_ERR_INVALID, "%s needs a value", a);
+        return -1;
+    }
+    const char *v = argv[++*i];
+    bool ok = true;
+    if (k == 0) o->trace_path = v;
+    else if (k == 1) *profile = v;
+    else if (k == 2) ok = ms_slo_parse(v, &o->slo, err) == MS_OK;
+    else if (k == 3) ok = (o->max_images = atoi(v)) > 0;
+    else if (!strcmp(v, "keep")) o->policy = MS_IMAGE_POLICY_KEEP;
+    else if (!strcmp(v, "fit")) o->policy = MS_IMAGE_POLICY_FIT;
+    else ok = false;
+    if (!ok) {
+        if (k != 2) ms_errorf(err, MS_ERR_INVALID, "bad value for %s: '%s'", a, v);
+        return -1;
+    }
+    return 1;
+}
+
 int ms_bench_simulate_main(int argc, char **argv) {
     ms_sim_options o = {.max_images = 100, .record_itl = -1};
     ms_core_options_default(&o.core);
@@ -88,6 +117,7 @@ int ms_bench_simulate_main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         int r = ms_trace_select_flag(&o.sel, argc, argv, &i, &err);
         if (r == 0) r = ms_sim_core_flag(&o.core, argc, argv, &i, &err);
+        if (r == 0) r = ms_sim_input_flag(&o, &profile, argc, argv, &i, &err);
         if (r < 0) {
             fprintf(stderr, "bench simulate: %s\n", err.msg);
             return 2;
@@ -101,16 +131,8 @@ int ms_bench_simulate_main(int argc, char **argv) {
         if (!strcmp(a, "--no-plots")) { plots = false; continue; }
         bool ok = v != NULL;
         if (!ok) {
-        } else if (!strcmp(a, "--trace")) o.trace_path = v;
-        else if (!strcmp(a, "--profile")) profile = v;
-        else if (!strcmp(a, "--out")) out_dir = v;
-        else if (!strcmp(a, "--goodput")) ok = ms_slo_parse(v, &o.slo, &err) == MS_OK;
-        else if (!strcmp(a, "--max-images")) ok = (o.max_images = atoi(v)) > 0;
-        else if (!strcmp(a, "--image-policy")) {
-            if (!strcmp(v, "keep")) o.policy = MS_IMAGE_POLICY_KEEP;
-            else if (!strcmp(v, "fit")) o.policy = MS_IMAGE_POLICY_FIT;
-            else ok = false;
-        } else {
+        } else if (!strcmp(a, "--out")) out_dir = v;
+        else {
             fprintf(stderr, "bench simulate: unknown option '%s'\n", a);
             usage(stderr);
             return 2;

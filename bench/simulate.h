@@ -45,6 +45,9 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
  * ms_trace_select_flag. */
 int ms_sim_core_flag(ms_core_options *c, int argc, char **argv, int *i, ms_error *err);
 extern const char ms_sim_core_help[];
+/* Input flags shared by simulate and tune: --trace, --profile (into *profile),
+ * --goodput, --max-images, --image-policy. Same return convention. */
+int ms_sim_input_flag(ms_sim_options *o, const char **profile, int argc, char **argv, int *i, ms_error *err);
 
 int ms_bench_simulate_main(int argc, char **argv);
 int ms_bench_tune_main(int argc, char **argv);

@@ -148,6 +148,7 @@ int ms_bench_tune_main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         int r = ms_trace_select_flag(&o.sel, argc, argv, &i, &err);
         if (r == 0) r = ms_sim_core_flag(&o.core, argc, argv, &i, &err);
+        if (r == 0) r = ms_sim_input_flag(&o, &profile, argc, argv, &i, &err);
         if (r < 0) {
             fprintf(stderr, "bench tune: %s\n", err.msg);
             return 2;
@@ -160,17 +161,9 @@ int ms_bench_tune_main(int argc, char **argv) {
         }
         bool ok = v != NULL;
         if (!ok) {
-        } else if (!strcmp(a, "--trace")) o.trace_path = v;
-        else if (!strcmp(a, "--profile")) profile = v;
-        else if (!strcmp(a, "--goodput")) ok = ms_slo_parse(v, &o.slo, &err) == MS_OK;
-        else if (!strcmp(a, "--gpus-max")) ok = (gpus_max = atoi(v)) >= 1 && gpus_max <= 256;
+        } else if (!strcmp(a, "--gpus-max")) ok = (gpus_max = atoi(v)) >= 1 && gpus_max <= 256;
         else if (!strcmp(a, "--target")) ok = (target = atof(v)) > 0 && target <= 1;
-        else if (!strcmp(a, "--max-images")) ok = (o.max_images = atoi(v)) > 0;
-        else if (!strcmp(a, "--image-policy")) {
-            if (!strcmp(v, "keep")) o.policy = MS_IMAGE_POLICY_KEEP;
-            else if (!strcmp(v, "fit")) o.policy = MS_IMAGE_POLICY_FIT;
-            else ok = false;
-        } else {
+        else {
             fprintf(stderr, "bench tune: unknown option '%s'\n", a);
             usage(stderr);
             return 2;

@@ -47,6 +47,13 @@ static ms_tokenizer *load(const char *dir) {
     return t;
 }
 
+/* The tiny preset's tokenizer, written into testdata/NAME and loaded (NULL on failure). */
+static ms_tokenizer *tiny_in(const char *dir) {
+    ms_error err = {0};
+    EXPECTF(ms_tokenizer_write_tiny(dir, &err) == MS_OK, "%s", err.msg);
+    return load(dir);
+}
+
 static char *roundtrip(const ms_tokenizer *t, const char *text, bool special, bool skip, int32_t *n_out) {
     int32_t *ids, n;
     ms_error err = {0};
@@ -82,12 +89,9 @@ static char *stream_all(const ms_tokenizer *t, const int32_t *ids, int32_t n, bo
  * the stream has sent "€A" before the run turned invalid; finish must send the held-back
  * bytes (as U+FFFD) rather than drop them. Full decode gives U+FFFD per byte. */
 static void test_stream_invalid_run(void) {
-    char dir[] = "/tmp/ms_tok_stream_XXXXXX";
-    if (!mkdtemp(dir)) return;
     ms_error err = {0};
-    ms_tokenizer *tok = NULL;
-    EXPECT(ms_tokenizer_write_tiny(dir, &err) == MS_OK);
-    EXPECTF(ms_tokenizer_load(dir, &tok, &err) == MS_OK, "%s", err.msg);
+    ms_tokenizer *tok = tiny_in("testdata/tok_stream");
+    EXPECT(tok != NULL);
     if (tok) {
         /* <0xE2><0x82><0xAC> = "€", <0x41> = "A", <0xF0><0x9F> = an unfinished 4-byte char */
         const int32_t ids[] = {3 + 0xE2, 3 + 0x82, 3 + 0xAC, 3 + 0x41, 3 + 0xF0, 3 + 0x9F};
@@ -111,18 +115,14 @@ static void test_stream_invalid_run(void) {
         ms_tokenizer_stream_free(s);
         ms_tokenizer_free(tok);
     }
-    ms_test_system("rm -rf %s", dir);
 }
 
 /* Ids with no token (embedding rows past the tokenizer, which a model can sample)
  * decode to nothing, as in HF tokenizers (streaming decode goes through the same path). */
 static void test_unknown_ids(void) {
-    char dir[] = "/tmp/ms_tok_unknown_XXXXXX";
-    if (!mkdtemp(dir)) return;
     ms_error err = {0};
-    ms_tokenizer *tok = NULL;
-    EXPECT(ms_tokenizer_write_tiny(dir, &err) == MS_OK);
-    EXPECTF(ms_tokenizer_load(dir, &tok, &err) == MS_OK, "%s", err.msg);
+    ms_tokenizer *tok = tiny_in("testdata/tok_unknown");
+    EXPECT(tok != NULL);
     if (tok) {
         int32_t *ids = NULL, n = 0;
         EXPECT(ms_tokenizer_encode(tok, "hello world", 11, false, &ids, &n, &err) == MS_OK);
@@ -143,7 +143,6 @@ static void test_unknown_ids(void) {
         free(ids);
         ms_tokenizer_free(tok);
     }
-    ms_test_system("rm -rf %s", dir);
 }
 
 static void test_tiny(void) {
