@@ -133,7 +133,11 @@ ms_status ms_image_decode(const uint8_t *bytes, size_t n, const ms_image_limits 
     int dw = 0, dh = 0, dc = 0;
     /* desired_channels 3: gray, gray+alpha, palette and RGBA all come out RGB, like PIL's
      * convert("RGB") (alpha dropped, not blended). */
-    uint8_t *px = stbi_load_from_memory(bytes, (int)n, &dw, &dh, &dc, 3);
+    size_t clean_n = 0;
+    uint8_t *clean = ms_image_png_drop_empty_idat(bytes, n, &clean_n);
+    uint8_t *px = clean ? stbi_load_from_memory(clean, (int)clean_n, &dw, &dh, &dc, 3)
+                        : stbi_load_from_memory(bytes, (int)n, &dw, &dh, &dc, 3);
+    free(clean);
     if (!px) return ms_errorf(err, MS_ERR_INVALID, "image: corrupt %s data (%s)", fmt, stb_reason());
     if (dw != w || dh != h) { /* header and decoder disagree: refuse rather than guess */
         stbi_image_free(px);

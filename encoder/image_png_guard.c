@@ -87,3 +87,33 @@ done:
     if (started) inflateEnd(&zs);
     return st;
 }
+
+/* stb_image computes `idata + 0` with idata still NULL when the first IDAT chunk is
+ * empty (undefined behaviour in C, found by fuzzing). An empty IDAT carries nothing, so
+ * a copy without those chunks decodes to the same pixels. Chunk lengths were checked
+ * against the file by ms_image_png_guard before this runs. */
+uint8_t *ms_image_png_drop_empty_idat(const uint8_t *bytes, size_t n, size_t *out_n) {
+    bool any = false;
+    for (size_t off = 8; off + 12 <= n; off += 12 + (size_t)be32(bytes + off)) {
+        if (be32(bytes + off) > n - off - 12) break;
+        if (be32(bytes + off) == 0 && memcmp(bytes + off + 4, "IDAT", 4) == 0) {
+            any = true;
+            break;
+        }
+    }
+    if (!any) return NULL;
+    uint8_t *copy = ms_xmalloc(n);
+    memcpy(copy, bytes, 8);
+    size_t off = 8, w = 8;
+    while (off + 12 <= n && be32(bytes + off) <= n - off - 12) {
+        const size_t chunk = 12 + (size_t)be32(bytes + off);
+        if (!(chunk == 12 && memcmp(bytes + off + 4, "IDAT", 4) == 0)) {
+            memcpy(copy + w, bytes + off, chunk);
+            w += chunk;
+        }
+        off += chunk;
+    }
+    memcpy(copy + w, bytes + off, n - off); /* a truncated tail stays for stb to report */
+    *out_n = w + (n - off);
+    return copy;
+}
