@@ -93,24 +93,28 @@ done:
  * a copy without those chunks decodes to the same pixels. Chunk lengths were checked
  * against the file by ms_image_png_guard before this runs. */
 uint8_t *ms_image_png_drop_empty_idat(const uint8_t *bytes, size_t n, size_t *out_n) {
+    /* stb acts on a chunk as soon as its 8-byte header is read, before the CRC (found by
+     * fuzzing: an empty IDAT whose CRC the file cuts short), so look at every header. */
     bool any = false;
-    for (size_t off = 8; off + 12 <= n; off += 12 + (size_t)be32(bytes + off)) {
-        if (be32(bytes + off) > n - off - 12) break;
-        if (be32(bytes + off) == 0 && memcmp(bytes + off + 4, "IDAT", 4) == 0) {
-            any = true;
-            break;
-        }
+    for (size_t off = 8; off + 8 <= n && !any; off += 12 + (size_t)be32(bytes + off)) {
+        any = be32(bytes + off) == 0 && memcmp(bytes + off + 4, "IDAT", 4) == 0;
+        if (be32(bytes + off) > n - off - 8) break;
     }
     if (!any) return NULL;
     uint8_t *copy = ms_xmalloc(n);
     memcpy(copy, bytes, 8);
     size_t off = 8, w = 8;
-    while (off + 12 <= n && be32(bytes + off) <= n - off - 12) {
-        const size_t chunk = 12 + (size_t)be32(bytes + off);
-        if (!(chunk == 12 && memcmp(bytes + off + 4, "IDAT", 4) == 0)) {
-            memcpy(copy + w, bytes + off, chunk);
-            w += chunk;
+    while (off + 8 <= n) {
+        const size_t len = be32(bytes + off), left = n - off;
+        if (len > left - 8) break;
+        const size_t chunk = 12 + len;
+        if (len == 0 && memcmp(bytes + off + 4, "IDAT", 4) == 0) {
+            off += chunk < left ? chunk : left; /* with what the file has of its CRC */
+            continue;
         }
+        if (chunk > left) break;
+        memcpy(copy + w, bytes + off, chunk);
+        w += chunk;
         off += chunk;
     }
     memcpy(copy + w, bytes + off, n - off); /* a truncated tail stays for stb to report */
