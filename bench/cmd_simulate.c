@@ -74,6 +74,12 @@ static void usage(FILE *out) {
             "  --goodput ttft:MS,tpot:MS[,e2el:MS]\n"
             "  --image-policy keep|fit  --max-images N (100)   prompt sizing as in replay, with the\n"
             "                      profile's image tokens\n"
+            "  --shared-cores N    the workers share one host's N cores (CPU backend runs): while\n"
+            "                      running batches want more threads than N, each runs at\n"
+            "                      N / (threads wanted) of its measured speed; default 0: each\n"
+            "                      worker has its own device (one GPU per worker)\n"
+            "  --worker-threads N  threads an encode or LLM worker wants under --shared-cores\n"
+            "                      (default N, as `serve --threads 0`); preprocess wants 1\n"
             "  --no-plots\n\n%s\n%s",
             ms_sim_core_help, ms_trace_select_help);
 }
@@ -82,7 +88,8 @@ static void usage(FILE *out) {
  * --image-policy. Same return convention as ms_trace_select_flag. */
 int ms_sim_input_flag(ms_sim_options *o, const char **profile, int argc, char **argv, int *i, ms_error *err) {
     const char *a = argv[*i];
-    static const char *const k_flags[] = {"--trace", "--profile", "--goodput", "--max-images", "--image-policy"};
+    static const char *const k_flags[] = {"--trace",        "--profile",      "--goodput",       "--max-images",
+                                          "--image-policy", "--shared-cores", "--worker-threads"};
     size_t k = 0;
     for (; k < sizeof k_flags / sizeof k_flags[0]; k++)
         if (!strcmp(a, k_flags[k])) break;
@@ -97,7 +104,12 @@ int ms_sim_input_flag(ms_sim_options *o, const char **profile, int argc, char **
     else if (k == 1) *profile = v;
     else if (k == 2) ok = ms_slo_parse(v, &o->slo, err) == MS_OK;
     else if (k == 3) ok = (o->max_images = atoi(v)) > 0;
-    else if (!strcmp(v, "keep")) o->policy = MS_IMAGE_POLICY_KEEP;
+    else if (k == 5 || k == 6) {
+        char *end;
+        const long x = strtol(v, &end, 10);
+        ok = end != v && !*end && x >= 0 && x <= 4096;
+        if (ok) *(k == 5 ? &o->shared_cores : &o->worker_threads) = (int32_t)x;
+    }    else if (!strcmp(v, "keep")) o->policy = MS_IMAGE_POLICY_KEEP;
     else if (!strcmp(v, "fit")) o->policy = MS_IMAGE_POLICY_FIT;
     else ok = false;
     if (!ok) {

@@ -52,6 +52,8 @@ ms_status ms_cost_model_parse(const char *json, ms_cost_model *m, ms_error *err)
         st = curve_read(cJSON_GetObjectItemCaseSensitive(j, "preprocess"), "preprocess", "images", NULL, &m->preprocess, err);
     if (st == MS_OK) st = curve_read(cJSON_GetObjectItemCaseSensitive(j, "encode"), "encode", "images", NULL, &m->encode, err);
     if (st == MS_OK) st = curve_read(cJSON_GetObjectItemCaseSensitive(j, "prefill"), "prefill", "tokens", NULL, &m->prefill, err);
+    const cJSON *fe = cJSON_GetObjectItemCaseSensitive(j, "frontend");
+    if (st == MS_OK && fe) st = curve_read(fe, "frontend", "images", NULL, &m->frontend, err);
     if (st == MS_OK) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "decode");
         const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(d, "context"), *secs = cJSON_GetObjectItemCaseSensitive(d, "seconds");
@@ -84,6 +86,10 @@ ms_status ms_cost_model_load(const char *path, ms_cost_model *m, ms_error *err) 
 }
 
 double ms_cost_preprocess(const ms_cost_model *m, int32_t images) { return ms_cost_curve_eval(&m->preprocess, images); }
+double ms_cost_frontend(const ms_cost_model *m, int32_t images) {
+    if (m->frontend.n == 1) return m->frontend.y[0]; /* one point: the same for every request */
+    return ms_cost_curve_eval(&m->frontend, images);
+}
 double ms_cost_encode(const ms_cost_model *m, int32_t images) { return ms_cost_curve_eval(&m->encode, images); }
 double ms_cost_prefill(const ms_cost_model *m, int32_t tokens) { return ms_cost_curve_eval(&m->prefill, tokens); }
 

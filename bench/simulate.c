@@ -8,7 +8,16 @@
  *               tokens the extra attention cost prefill(pos0 + n) - prefill(pos0) -
  *               prefill(n) + decode_step(decode items, mean context) (a monolithic
  *               batch can hold both).
+ * A request reaches the core at its send time plus the profile's front-end time for its
+ * images (none without one), which also counts in its TTFT and E2E; stage times are from
+ * the core's arrival, as the server reports them.
  * The virtual clock starts at 1 s, because the core's timestamps use 0 for "never".
+ *
+ * With --shared-cores (all workers on one CPU host) the cost is a batch's work at full
+ * speed, and the running batches share the cores (processor sharing): whenever one starts
+ * or ends, each one's remaining work is charged at the old rate and its end event is
+ * pushed again at the new one; the superseded events carry an older version and are
+ * skipped when they come up.
  */
 #include "bench/simulate.h"
 
@@ -22,13 +31,39 @@ typedef struct sim_event {
     double t;
     int32_t stage, worker;
     const ms_core_batch *batch;
+    uint64_t version;          /* shared cores: must equal the job's to count */
 } sim_event;
+
+/* A worker's running batch under --shared-cores. */
+typedef struct sim_job {
+    const ms_core_batch *batch; /* NULL: idle */
+    double remaining;           /* seconds of work at full speed */
+    uint64_t version;
+} sim_job;
+
+/* The host every worker shares (--shared-cores), processor sharing over its cores. */
+typedef struct sim_host {
+    int32_t cores, threads[MS_STAGE_COUNT]; /* threads a batch of each stage wants */
+    sim_job *jobs[MS_STAGE_COUNT];
+    double rate, last;                      /* speed of every running job since `last` */
+} sim_host;
 
 typedef struct sim {
     double now;
     sim_event *heap;
     int64_t n_heap, cap_heap;
 } sim;
+
+typedef struct arrival_key {
+    double t; /* send + front end, from the first send */
+    int64_t index;
+} arrival_key;
+
+static int arrival_cmp(const void *a, const void *b) {
+    const arrival_key *x = a, *y = b;
+    if (x->t != y->t) return x->t < y->t ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index); /* stable: trace order on ties */
+}
 
 static double sim_clock(void *ctx) { return ((sim *)ctx)->now; }
 
@@ -58,6 +93,35 @@ static sim_event heap_pop(sim *s) {
     }
     if (s->n_heap) s->heap[i] = last;
     return top;
+}
+
+/* Charges the running jobs their work since host->last at the rate they had. */
+static void host_advance(sim_host *h, const int32_t *slots, double now) {
+    for (int k = 0; k < MS_STAGE_COUNT; k++)
+        for (int32_t w = 0; w < slots[k]; w++)
+            if (h->jobs[k][w].batch) h->jobs[k][w].remaining = fmax(0.0, h->jobs[k][w].remaining - (now - h->last) * h->rate);
+    h->last = now;
+}
+
+/* Pops end events that a reschedule superseded, so the heap's top is a real event. */
+static void drop_superseded(sim *s, const sim_host *h) {
+    while (h->cores > 0 && s->n_heap > 0 && s->heap[0].version != h->jobs[s->heap[0].stage][s->heap[0].worker].version)
+        heap_pop(s);
+}
+
+/* After jobs started or ended: the new rate, and every running job's end at it. */
+static void host_reschedule(sim_host *h, sim *s, const int32_t *slots) {
+    int64_t wanted = 0;
+    for (int k = 0; k < MS_STAGE_COUNT; k++)
+        for (int32_t w = 0; w < slots[k]; w++) wanted += h->jobs[k][w].batch ? h->threads[k] : 0;
+    h->rate = wanted > h->cores ? (double)h->cores / (double)wanted : 1.0;
+    for (int k = 0; k < MS_STAGE_COUNT; k++)
+        for (int32_t w = 0; w < slots[k]; w++) {
+            sim_job *j = &h->jobs[k][w];
+            if (!j->batch) continue;
+            j->version++;
+            heap_push(s, (sim_event){s->now + j->remaining / h->rate, k, w, j->batch, j->version});
+        }
 }
 
 static double batch_cost(const ms_cost_model *m, const ms_core_batch *b) {
@@ -104,11 +168,12 @@ static void fail(ms_run_request *r, const char *msg) {
 }
 
 /* A finished request: copy the core's timestamps into the report's fields. */
-static void finish(ms_run_request *r, const ms_core_finished *f) {
+static void finish(ms_run_request *r, const ms_core_finished *f, double frontend_s) {
     const ms_request_times *t = &f->times;
     const double a = t->arrival;
-    r->m.ttft_s = t->first_token > 0 ? t->first_token - a : 0;
-    r->m.e2e_s = (t->last_token > 0 ? t->last_token : t->finished) - a;
+    /* From the client's send: the front end's time before the engine saw the request. */
+    r->m.ttft_s = t->first_token > 0 ? t->first_token - a + frontend_s : 0;
+    r->m.e2e_s = (t->last_token > 0 ? t->last_token : t->finished) - a + frontend_s;
     r->m.output_tokens = f->completion_tokens;
     r->actual_prompt = f->prompt_tokens;
     r->m.prompt_tokens = f->prompt_tokens;
@@ -167,18 +232,42 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
         out_tokens += r->trace.generated_tokens;
     }
     const bool itl = o->record_itl > 0 || (o->record_itl < 0 && out_tokens < 50000000);
+    /* Engine arrival order: send + front end, which can overtake (a text request sent just
+     * after one with many images reaches the engine first). */
+    double *frontend = ms_xcalloc((size_t)(set->n + 1), sizeof *frontend);
+    arrival_key *order = ms_xcalloc((size_t)(set->n + 1), sizeof *order);
+    for (int64_t i = 0; i < set->n; i++) {
+        frontend[i] = ms_cost_frontend(o->cost, run->reqs[i].images_sent);
+        order[i] = (arrival_key){set->reqs[i].send_s + frontend[i], i};
+    }
+    if (o->cost->frontend.n > 0) qsort(order, (size_t)set->n, sizeof *order, arrival_cmp);
     bool *busy[MS_STAGE_COUNT];
     int32_t slots[MS_STAGE_COUNT];
     for (int k = 0; k < MS_STAGE_COUNT; k++) {
         slots[k] = ms_core_worker_slots(core, (ms_stage)k);
         busy[k] = ms_xcalloc((size_t)(slots[k] + 1), sizeof *busy[k]);
     }
+    sim_host host = {.cores = o->shared_cores, .rate = 1.0, .last = SIM_T0};
+    if (host.cores > 0) {
+        for (int k = 0; k < MS_STAGE_COUNT; k++) {
+            host.threads[k] = k == MS_STAGE_PREPROCESS ? 1 : o->worker_threads > 0 ? o->worker_threads : host.cores;
+            host.jobs[k] = ms_xcalloc((size_t)(slots[k] + 1), sizeof *host.jobs[k]);
+        }
+    }
     int64_t next = 0, finished = 0;
     double last_done = SIM_T0;
-    while (next < set->n || s.n_heap > 0) {
-        const double t_arr = next < set->n ? SIM_T0 + set->reqs[next].send_s : INFINITY;
+    bool host_dirty = false; /* jobs started or ended since the last reschedule */
+    for (;;) {
+        drop_superseded(&s, &host); /* a reschedule may have left superseded events on top */
+        if (next >= set->n && s.n_heap == 0) break;
+        const double t_arr = next < set->n ? SIM_T0 + order[next].t : INFINITY;
         if (s.n_heap > 0 && s.heap[0].t <= t_arr) {
             const sim_event e = heap_pop(&s);
+            if (host.cores > 0) {
+                host_advance(&host, slots, e.t);
+                host.jobs[e.stage][e.worker].batch = NULL;
+                host_dirty = true;
+            }
             s.now = e.t;
             const ms_core_batch *b = e.batch;
             if (b->stage != MS_STAGE_PREPROCESS && b->stage != MS_STAGE_ENCODE)
@@ -194,7 +283,7 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
             stats->batches++;
         } else {
             s.now = t_arr;
-            ms_run_request *r = &run->reqs[next++];
+            ms_run_request *r = &run->reqs[order[next++].index];
             const ms_core_req_desc d = {.n_prompt = r->expected_prompt > 0 ? r->expected_prompt : 1,
                                         .n_images = r->images_sent,
                                         .image_tokens = o->cost->image_tokens,
@@ -213,22 +302,31 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
         while (ms_core_pop_finished(core, &f)) {
             ms_run_request *r = f.user;
             r->chunks = 0;
-            finish(r, &f);
+            finish(r, &f, frontend[r - run->reqs]);
             last_done = fmax(last_done, s.now);
             finished++;
         }
         /* Events at the same instant all land before any worker picks work, so requests
          * arriving together can share a batch. */
-        const double t_next_arr = next < set->n ? SIM_T0 + set->reqs[next].send_s : INFINITY;
+        const double t_next_arr = next < set->n ? SIM_T0 + order[next].t : INFINITY;
+        drop_superseded(&s, &host);
         if (t_next_arr == s.now || (s.n_heap > 0 && s.heap[0].t == s.now)) continue;
+        if (host.cores > 0) host_advance(&host, slots, s.now);
         for (int k = 0; k < MS_STAGE_COUNT; k++)
             for (int32_t w = 0; w < slots[k]; w++) {
                 if (busy[k][w] || !ms_core_has_work(core, (ms_stage)k, w)) continue;
                 const ms_core_batch *b = ms_core_next_batch(core, (ms_stage)k, w);
                 if (!b) continue;
                 busy[k][w] = true;
-                heap_push(&s, (sim_event){s.now + batch_cost(o->cost, b), k, w, b});
+                if (host.cores > 0) {
+                    host.jobs[k][w] = (sim_job){b, batch_cost(o->cost, b), host.jobs[k][w].version};
+                    host_dirty = true;
+                } else {
+                    heap_push(&s, (sim_event){s.now + batch_cost(o->cost, b), k, w, b, 0});
+                }
             }
+        if (host_dirty) host_reschedule(&host, &s, slots);
+        host_dirty = false;
     }
     ms_core_stats_get(core, &stats->end);
     for (int64_t i = 0; i < set->n; i++)
@@ -237,7 +335,12 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
             stats->stalled++;
         }
     run->duration_s = set->n ? last_done - SIM_T0 - set->reqs[0].send_s : 0;
-    for (int k = 0; k < MS_STAGE_COUNT; k++) free(busy[k]);
+    free(frontend);
+    free(order);
+    for (int k = 0; k < MS_STAGE_COUNT; k++) {
+        free(busy[k]);
+        free(host.jobs[k]);
+    }
     free(s.heap);
     ms_core_destroy(core);
     stats->wall_s = ms_time_now() - wall0;

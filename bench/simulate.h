@@ -25,6 +25,12 @@ typedef struct ms_sim_options {
     int record_itl;           /* -1 auto (when the run's output tokens are < 50M), 0, 1 */
     const char *trace_path;
     ms_trace_select sel;
+    /* Shared host (the CPU backend): every worker runs on the same shared_cores cores.
+     * While the running batches want more threads than that, each progresses at
+     * shared_cores / (threads wanted) of the speed the profile measured alone (processor
+     * sharing). Encode and LLM workers want worker_threads each (0: shared_cores, as
+     * `serve --threads 0`), preprocess one. 0 = off: each worker has its own device. */
+    int32_t shared_cores, worker_threads;
 } ms_sim_options;
 
 typedef struct ms_sim_stats {
@@ -46,7 +52,8 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
 int ms_sim_core_flag(ms_core_options *c, int argc, char **argv, int *i, ms_error *err);
 extern const char ms_sim_core_help[];
 /* Input flags shared by simulate and tune: --trace, --profile (into *profile),
- * --goodput, --max-images, --image-policy. Same return convention. */
+ * --goodput, --max-images, --image-policy, --shared-cores, --worker-threads. Same
+ * return convention. */
 int ms_sim_input_flag(ms_sim_options *o, const char **profile, int argc, char **argv, int *i, ms_error *err);
 
 int ms_bench_simulate_main(int argc, char **argv);

@@ -178,6 +178,11 @@ int ms_bench_tune_main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if (o.shared_cores > 0) { /* tune counts GPUs: one worker each, nothing shared */
+        fprintf(stderr, "bench tune: --shared-cores models workers sharing one CPU host; tune sizes pools of "
+                        "one GPU per worker (use it with simulate)\n");
+        return 2;
+    }
     ms_cost_model cost;
     if (ms_cost_model_load(profile, &cost, &err) != MS_OK) {
         fprintf(stderr, "bench tune: %s\n", err.msg);

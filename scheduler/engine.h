@@ -136,6 +136,8 @@ void ms_engine_stats_get(ms_engine *e, ms_engine_stats *out);
 
 const ms_llava_config *ms_engine_model_config(const ms_engine *e);
 ms_engine_mode ms_engine_mode_of(const ms_engine *e);
+/* Prompt + output tokens a request may have (the option, or the model's positions). */
+int32_t ms_engine_max_model_len(const ms_engine *e);
 
 /* Stops accepting (submit returns MS_ERR_BUSY), lets in-flight requests finish for up
  * to timeout_s seconds, then cancels the rest and waits for their on_done. */

@@ -20,6 +20,7 @@
 #include <stb_image.h>
 
 #include "bench/replay.h"
+#include "bench/simulate.h"
 #include "tests/test_util.h"
 
 /* ---- the fake server ---- */
@@ -303,6 +304,23 @@ static void test_real_server(const char *dir) {
         EXPECT(jnum(s, "prompt", "deviated_over_5pct", NULL) == 0);
         EXPECT(jnum(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "stages"), "prefill"), "wait", "n", NULL) == 4);
         cJSON_Delete(s);
+        /* `bench profile` on its own engine plus the front end through this server: every
+         * point measured, the file loads as the simulator's cost model. */
+        snprintf(path, sizeof path, "%s/profile.json", dir);
+        char *pargv[] = {"profile", "--model", (char *)model, "--device", "cpu", "--out", path, "--repeats", "1",
+                         "--encode-images", "1,2", "--prefill-tokens", "16,64", "--decode-batch", "1,2",
+                         "--decode-context", "16,48", "--decode-steps", "4", "--url", url};
+        EXPECT(ms_bench_profile_main(sizeof pargv / sizeof pargv[0], pargv) == 0);
+        ms_cost_model cm;
+        ms_error err = {0};
+        EXPECTF(ms_cost_model_load(path, &cm, &err) == MS_OK, "%s", err.msg);
+        EXPECT(cm.frontend.n == 3 && cm.frontend.x[0] == 0 && cm.frontend.x[2] == 2);
+        EXPECT(cm.preprocess.n == 2 && cm.encode.n == 2 && cm.prefill.n == 2 && cm.n_ctx == 2);
+        bool positive = true;
+        for (int c = 0; c < cm.n_ctx; c++)
+            for (int b = 0; b < cm.decode[c].n; b++) positive = positive && cm.decode[c].y[b] > 0;
+        for (int i = 0; i < 2; i++) positive = positive && cm.prefill.y[i] > 0 && cm.encode.y[i] > 0;
+        EXPECT(positive);
     }
     kill(pid, SIGTERM);
     int status;

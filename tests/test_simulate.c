@@ -113,6 +113,91 @@ static void test_timelines(void) {
     free(set.reqs);
 }
 
+/* --shared-cores: batches running at once share the host's cores (processor sharing),
+ * hand-computed on the flat costs. An image request and a text request (one output
+ * token each) arrive together on 2 cores, workers wanting 2 threads, preprocess 1:
+ *   0      preprocess (1) + text prefill (2): 3 threads wanted, both at 2/3 speed
+ *   0.075  preprocess done (0.05 of work); prefill has 0.05 left; encode (2) starts:
+ *          4 threads wanted, both at 1/2
+ *   0.175  text prefill done (TTFT 0.175); encode has 0.15 left, alone: full speed
+ *   0.325  encode done; image prefill 0.1 alone: image TTFT 0.425.
+ * With workers wanting 1 thread nothing is oversubscribed: the unshared 0.1 and 0.35. */
+static void test_shared_cores(void) {
+    ms_cost_model m;
+    ms_error err = {0};
+    MS_CHECK(ms_cost_model_parse(k_flat, &m, &err) == MS_OK);
+    ms_sim_options o = {.cost = &m, .max_images = 100, .record_itl = 1, .shared_cores = 2};
+    ms_core_options_default(&o.core);
+    const ms_trace_req reqs[] = {
+        {.send_s = 0, .n_images = 1, .context_tokens = 200, .generated_tokens = 1},
+        {.send_s = 0, .context_tokens = 100, .generated_tokens = 1},
+    };
+    ms_trace_set set = make_set(reqs, 2);
+    ms_bench_run run;
+    ms_sim_stats ss;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+    EXPECT(run.reqs[0].m.ok && run.reqs[1].m.ok && ss.stalled == 0);
+    EXPECT_NEAR(run.reqs[1].m.ttft_s, 0.175, 1e-9);
+    EXPECT_NEAR(run.reqs[0].stage_end[0], 0.075, 1e-9);  /* preprocess */
+    EXPECT_NEAR(run.reqs[0].stage_end[1], 0.325, 1e-9);  /* encode */
+    EXPECT_NEAR(run.reqs[0].m.ttft_s, 0.425, 1e-9);
+    ms_bench_run_free(&run);
+    o.worker_threads = 1;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+    EXPECT_NEAR(run.reqs[1].m.ttft_s, 0.1, 1e-9);
+    EXPECT_NEAR(run.reqs[0].m.ttft_s, 0.35, 1e-9);
+    ms_bench_run_free(&run);
+    /* Off (0), the default: each worker its own device, whatever else runs. */
+    o.shared_cores = 0;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+    EXPECT_NEAR(run.reqs[1].m.ttft_s, 0.1, 1e-9);
+    EXPECT_NEAR(run.reqs[0].m.ttft_s, 0.35, 1e-9);
+    ms_bench_run_free(&run);
+    free(set.reqs);
+}
+
+/* The profile's front end (client, HTTP, parsing: before the engine) delays the engine's
+ * arrival and counts in TTFT and E2E; stage times stay from the engine's arrival. An
+ * image request sent at 0 (front end 0.03 s) is overtaken by a text request sent at
+ * 0.01 s (front end 0.01 s): the text one reaches the engine at 0.02 and prefills alone
+ * (TTFT 0.01 + 0.1); the image one arrives at 0.03: preprocess 0.05 and encode 0.2,
+ * then its prefill from 0.28 (the text one's ended at 0.12): TTFT 0.03 + 0.35 = 0.38. */
+static void test_frontend(void) {
+    static const char k_fe[] =
+        "{\"model\":\"flat\",\"device\":\"none\",\"image_tokens\":10,"
+        "\"preprocess\":{\"images\":[1,100],\"seconds\":[0.05,0.05]},"
+        "\"encode\":{\"images\":[1,100],\"seconds\":[0.2,0.2]},"
+        "\"prefill\":{\"tokens\":[1,100000],\"seconds\":[0.1,0.1]},"
+        "\"decode\":{\"batch\":[1,1000],\"context\":[1],\"seconds\":[[0.01,0.01]]},"
+        "\"frontend\":{\"images\":[0,1],\"seconds\":[0.01,0.03]}}";
+    ms_cost_model m;
+    ms_error err = {0};
+    EXPECTF(ms_cost_model_parse(k_fe, &m, &err) == MS_OK, "%s", err.msg);
+    EXPECT_NEAR(ms_cost_frontend(&m, 0), 0.01, 1e-12);
+    EXPECT_NEAR(ms_cost_frontend(&m, 2), 0.05, 1e-12);
+    ms_sim_options o = {.cost = &m, .max_images = 100, .record_itl = 1};
+    ms_core_options_default(&o.core);
+    const ms_trace_req reqs[] = {
+        {.send_s = 0, .n_images = 1, .context_tokens = 200, .generated_tokens = 1},
+        {.send_s = 0.01, .context_tokens = 100, .generated_tokens = 3},
+    };
+    ms_trace_set set = make_set(reqs, 2);
+    ms_bench_run run;
+    ms_sim_stats ss;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+    EXPECT(run.reqs[0].m.ok && run.reqs[1].m.ok);
+    EXPECT_NEAR(run.reqs[1].m.ttft_s, 0.11, 1e-9);
+    EXPECT_NEAR(run.reqs[1].m.e2e_s, 0.13, 1e-9);        /* + 2 decode steps */
+    EXPECT_NEAR(run.reqs[1].stage_end[2], 0.1, 1e-9);    /* from the engine's arrival */
+    EXPECT_NEAR(run.reqs[0].m.ttft_s, 0.38, 1e-9);
+    EXPECT_NEAR(run.reqs[0].stage_start[0], 0.0, 1e-9);  /* preprocess at once on arrival */
+    ms_bench_run_free(&run);
+    free(set.reqs);
+    /* Without "frontend" nothing is added (the flat model of the other tests). */
+    MS_CHECK(ms_cost_model_parse(k_flat, &m, &err) == MS_OK);
+    EXPECT(m.frontend.n == 0 && ms_cost_frontend(&m, 3) == 0.0);
+}
+
 /* Runs `bench tune`, returns its stdout. */
 static char *tune_output(char **argv, int argc) {
     char path[64];
@@ -195,6 +280,8 @@ static void test_tune(void) {
 int main(void) {
     test_cost_model();
     test_timelines();
+    test_shared_cores();
+    test_frontend();
     test_tune();
     return ms_test_finish("test_simulate");
 }
