@@ -250,7 +250,9 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
     sim_host host = {.cores = o->shared_cores, .rate = 1.0, .last = SIM_T0};
     if (host.cores > 0) {
         for (int k = 0; k < MS_STAGE_COUNT; k++) {
-            host.threads[k] = k == MS_STAGE_PREPROCESS ? 1 : o->worker_threads > 0 ? o->worker_threads : host.cores;
+            /* A batch alone runs at the profile's speed however many threads it has. */
+            const int32_t t = k == MS_STAGE_PREPROCESS ? 1 : o->worker_threads > 0 ? o->worker_threads : host.cores;
+            host.threads[k] = t < host.cores ? t : host.cores;
             host.jobs[k] = ms_xcalloc((size_t)(slots[k] + 1), sizeof *host.jobs[k]);
         }
     }

@@ -147,6 +147,14 @@ static void test_shared_cores(void) {
     EXPECT_NEAR(run.reqs[1].m.ttft_s, 0.1, 1e-9);
     EXPECT_NEAR(run.reqs[0].m.ttft_s, 0.35, 1e-9);
     ms_bench_run_free(&run);
+    /* Workers wanting more threads than the host has: alone still at the profile's
+     * speed (it was measured so); together the 2 cores go 2 ways (preprocess 1 + prefill
+     * capped at 2 = 3 wanted, as in the first case). */
+    o.worker_threads = 8;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+    EXPECT_NEAR(run.reqs[1].m.ttft_s, 0.175, 1e-9);
+    EXPECT_NEAR(run.reqs[0].m.ttft_s, 0.425, 1e-9);
+    ms_bench_run_free(&run);
     /* Off (0), the default: each worker its own device, whatever else runs. */
     o.shared_cores = 0;
     EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
