@@ -306,10 +306,11 @@ static void usage(FILE *out) {
     fprintf(out, "usage: modserve bench profile --model DIR [--device cpu|cuda|auto] [--out profile.json]\n"
                  "       [--encode-images 1,2,4,8] [--prefill-tokens 16,64,256,1024] [--decode-batch 1,4,16]\n"
                  "       [--decode-context 64,512] [--decode-steps 16] [--repeats 3] [--max-num-batched-tokens 2048]\n"
-                 "       [--url http://127.0.0.1:8000]\n\n"
+                 "       [--threads N] [--url http://127.0.0.1:8000]\n\n"
                  "Measures the real engine (one worker per stage) and writes the simulator's cost model:\n"
                  "preprocess and encode time vs images, prefill time vs batched tokens, decode step time\n"
-                 "vs batch size and context. Prompts longer than --max-num-batched-tokens (default 2048,\n"
+                 "vs batch size and context. --threads: CPU backend threads per worker (default 0 = all\n"
+                 "cores), as `modserve serve --threads`. Prompts longer than --max-num-batched-tokens (default 2048,\n"
                  "as `modserve serve`) are prefilled in chunks, as the server does; use the server's value.\n"
                  "With --url (a running `modserve serve` of the same model) also the front end: per request\n"
                  "with 0 and --encode-images images, the client's TTFT minus the server's own (HTTP, JSON,\n"
@@ -320,7 +321,7 @@ int ms_bench_profile_main(int argc, char **argv) {
     const char *model = NULL, *device = "auto", *out_path = "profile.json", *url = NULL;
     int32_t enc[MAX_LIST] = {1, 2, 4, 8}, pre[MAX_LIST] = {16, 64, 256, 1024}, dbat[MAX_LIST] = {1, 4, 16},
             dctx[MAX_LIST] = {64, 512};
-    int n_enc = 4, n_pre = 4, n_dbat = 3, n_dctx = 2, repeats = 3, steps = 16, budget = 2048;
+    int n_enc = 4, n_pre = 4, n_dbat = 3, n_dctx = 2, repeats = 3, steps = 16, budget = 2048, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -333,6 +334,7 @@ int ms_bench_profile_main(int argc, char **argv) {
         else if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--out")) out_path = v;
         else if (!strcmp(a, "--url")) url = v;
+        else if (!strcmp(a, "--threads")) ok = (threads = atoi(v)) >= 0;
         else if (!strcmp(a, "--encode-images")) ok = (n_enc = parse_list(v, enc)) > 0;
         else if (!strcmp(a, "--prefill-tokens")) ok = (n_pre = parse_list(v, pre)) > 0;
         else if (!strcmp(a, "--decode-batch")) ok = (n_dbat = parse_list(v, dbat)) > 0;
@@ -366,6 +368,7 @@ int ms_bench_profile_main(int argc, char **argv) {
     eo.encode_max_batch_images = max_x;
     eo.max_images_per_request = max_x;
     eo.max_num_batched_tokens = budget;
+    eo.cpu_threads = threads;
     eo.max_num_seqs = max_b;
     eo.max_queued_requests = max_b + 4;
     prof p = {0};
