@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "bench/replay.h"
@@ -76,8 +77,12 @@ static void handle_event(ms_sse_stream *f, const char *data, double now) {
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
-    if (cJSON_IsNumber(pt)) r->actual_prompt = (int32_t)pt->valuedouble;
-    if (cJSON_IsNumber(ct)) f->usage_completion = (int32_t)ct->valuedouble;
+    /* Token counts from a server: only sane values (a float outside int32 would be
+     * undefined to convert; found by fuzzing); anything else counts as not reported. */
+    if (cJSON_IsNumber(pt) && pt->valuedouble >= 0 && pt->valuedouble <= INT32_MAX)
+        r->actual_prompt = (int32_t)pt->valuedouble;
+    if (cJSON_IsNumber(ct) && ct->valuedouble >= 0 && ct->valuedouble <= INT32_MAX)
+        f->usage_completion = (int32_t)ct->valuedouble;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "timings");
     if (!t) t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "modserve"), "timings");
     if (cJSON_IsObject(t)) parse_timings(r, t);
