@@ -102,6 +102,8 @@ for t in "${targets[@]}"; do
     execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$out/$t.log")
     eps=$(sed -nE 's/^stat::average_exec_per_sec: *([0-9]+)/\1/p' "$out/$t.log")
     secs=$(sed -nE 's/.*Done [0-9]+ runs in ([0-9]+) second.*/\1/p' "$out/$t.log")
+    # A run stopped by a finding prints no "Done" line: executions / rate, marked "~".
+    if [ -z "$secs" ] && [ -n "$execs" ] && [ -n "$eps" ] && [ "$eps" -gt 0 ]; then secs="~$((execs / eps))"; fi
     finding=none
     if [ $rc -ne 0 ]; then
         found=1
