@@ -321,14 +321,20 @@ static void test_decode_bombs(void) {
     free(z);
 }
 
+/* A file of the source tree (dir relative to it), or NULL with the failure recorded. */
+static char *read_source_file(const char *dir, const char *name, size_t *n) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s/%s", MS_SOURCE_DIR, dir, name);
+    char *bytes = ms_test_read_file(path, n);
+    EXPECTF(bytes != NULL, "cannot read %s", path);
+    return bytes;
+}
+
 static void test_decode_committed_files(void) {
     const char *names[2] = {"demo.png", "demo.jpg"};
     for (int i = 0; i < 2; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/tests/data/%s", MS_SOURCE_DIR, names[i]);
         size_t n = 0;
-        char *bytes = ms_test_read_file(path, &n);
-        EXPECTF(bytes != NULL, "cannot read %s", path);
+        char *bytes = read_source_file("tests/data", names[i], &n);
         if (!bytes) continue;
         ms_image_u8 img;
         ms_error err = {0};
@@ -565,11 +571,8 @@ static void test_fuzz_regressions(void) {
     ms_image_limits lim;
     ms_image_limits_default(&lim);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/tests/fuzz/regressions/fuzz_image/%s", MS_SOURCE_DIR, cases[i].file);
         size_t n = 0;
-        char *bytes = ms_test_read_file(path, &n);
-        EXPECTF(bytes != NULL, "cannot read %s", path);
+        char *bytes = read_source_file("tests/fuzz/regressions/fuzz_image", cases[i].file, &n);
         if (!bytes) continue;
         ms_image_u8 img = {0};
         ms_error err = {0};
@@ -618,11 +621,8 @@ static void test_empty_idat_chunks(void) {
      * build see no undefined behaviour (its regress tests replay them). */
     static const char *const found[] = {"stb_png_empty_idat_null_offset.png", "stb_png_empty_idat_cut_crc.png"};
     for (size_t f = 0; f < 2; f++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/tests/fuzz/regressions/fuzz_image/%s", MS_SOURCE_DIR, found[f]);
         size_t n = 0;
-        char *bytes = ms_test_read_file(path, &n);
-        EXPECTF(bytes != NULL, "cannot read %s", path);
+        char *bytes = read_source_file("tests/fuzz/regressions/fuzz_image", found[f], &n);
         if (!bytes) continue;
         ms_image_limits lim = default_limits();
         ms_image_u8 img = {0};
