@@ -85,7 +85,8 @@ static void usage(FILE *out) {
 }
 
 /* Input flags shared by simulate and tune: --trace, --profile, --goodput, --max-images,
- * --image-policy. Same return convention as ms_trace_select_flag. */
+ * --image-policy, --shared-cores, --worker-threads. Same return convention as
+ * ms_trace_select_flag. */
 int ms_sim_input_flag(ms_sim_options *o, const char **profile, int argc, char **argv, int *i, ms_error *err) {
     const char *a = argv[*i];
     static const char *const k_flags[] = {"--trace",        "--profile",      "--goodput",       "--max-images",
@@ -109,7 +110,7 @@ int ms_sim_input_flag(ms_sim_options *o, const char **profile, int argc, char **
         const long x = strtol(v, &end, 10);
         ok = end != v && !*end && x >= 0 && x <= 4096;
         if (ok) *(k == 5 ? &o->shared_cores : &o->worker_threads) = (int32_t)x;
-    }    else if (!strcmp(v, "keep")) o->policy = MS_IMAGE_POLICY_KEEP;
+    } else if (!strcmp(v, "keep")) o->policy = MS_IMAGE_POLICY_KEEP;
     else if (!strcmp(v, "fit")) o->policy = MS_IMAGE_POLICY_FIT;
     else ok = false;
     if (!ok) {

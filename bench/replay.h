@@ -93,6 +93,8 @@ typedef struct ms_sse_stream {
 bool ms_sse_feed(ms_sse_stream *s, const char *bytes, size_t n, double now);
 /* Marks r failed with msg (the first failure wins). */
 void ms_run_request_fail(ms_run_request *r, const char *msg);
+/* Appends one inter-token gap (seconds) to r's ITL list (grown as needed). */
+void ms_run_request_itl_push(ms_run_request *r, double v);
 
 int ms_bench_replay_main(int argc, char **argv);
 

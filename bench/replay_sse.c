@@ -16,7 +16,7 @@ void ms_run_request_fail(ms_run_request *r, const char *msg) {
     if (!r->error) r->error = ms_xstrdup(msg);
 }
 
-static void itl_push(ms_run_request *r, double v) {
+void ms_run_request_itl_push(ms_run_request *r, double v) {
     if (r->m.n_itl == r->itl_cap) {
         r->itl_cap = r->itl_cap ? r->itl_cap * 2 : 64;
         r->itl_buf = ms_xrealloc(r->itl_buf, (size_t)r->itl_cap * sizeof *r->itl_buf);
@@ -70,7 +70,7 @@ static void handle_event(ms_sse_stream *f, const char *data, double now) {
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ch, "delta"), "content");
     if (cJSON_IsString(content) && content->valuestring[0]) {
         if (r->chunks == 0) r->m.ttft_s = now - f->t0;
-        else itl_push(r, now - f->last_chunk);
+        else ms_run_request_itl_push(r, now - f->last_chunk);
         f->last_chunk = now;
         r->chunks++;
     }

@@ -154,16 +154,8 @@ static double batch_cost(const ms_cost_model *m, const ms_core_batch *b) {
     return t;
 }
 
-static void itl_push(ms_run_request *r, double v) {
-    if (r->m.n_itl == r->itl_cap) {
-        r->itl_cap = r->itl_cap ? r->itl_cap * 2 : 16;
-        r->itl_buf = ms_xrealloc(r->itl_buf, (size_t)r->itl_cap * sizeof *r->itl_buf);
-    }
-    r->itl_buf[r->m.n_itl++] = v;
-}
-
 static void fail(ms_run_request *r, const char *msg) {
-    if (!r->error) r->error = ms_xstrdup(msg);
+    ms_run_request_fail(r, msg);
     r->m.ok = false;
 }
 
@@ -276,7 +268,7 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
                 for (int32_t i = 0; i < b->n_items; i++) {
                     ms_run_request *r = b->items[i].user;
                     if (!b->items[i].samples) continue;
-                    if (itl && r->chunks > 0) itl_push(r, s.now - r->m.e2e_s); /* e2e_s holds the last token time here */
+                    if (itl && r->chunks > 0) ms_run_request_itl_push(r, s.now - r->m.e2e_s); /* e2e_s holds the last token time here */
                     r->m.e2e_s = s.now;
                     r->chunks++;
                 }
