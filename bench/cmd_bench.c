@@ -36,6 +36,7 @@ static const bench_command k_bench[] = {
     {"simulate", ms_bench_simulate_main, "discrete-event simulation of the engine on a trace (same report)"},
     {"tune", ms_bench_tune_main, "fewest GPUs per stage meeting an SLO, by simulation"},
     {"profile", ms_bench_profile_main, "measure the real engine and write the simulator's profile.json"},
+    {"compare", ms_bench_compare_main, "two reports side by side (simulate vs replay: the simulator's check)"},
 #ifdef MS_HAVE_KERNELS_BENCH
     {"kernels", ms_bench_kernels_main, "backend op micro-benchmarks"},
 #else

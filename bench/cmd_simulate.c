@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "bench/simulate.h"
+#include "scheduler/engine.h"
 
 const char ms_sim_core_help[] =
     "engine configuration (as `modserve serve`):\n"
@@ -10,9 +11,24 @@ const char ms_sim_core_help[] =
     "  --encode-workers N --prefill-workers N --decode-workers N   (default 1 each; monolithic:\n"
     "                             --decode-workers is the number of LLM workers)\n"
     "  --preprocess-threads N     default 2\n"
-    "  --max-num-seqs N (256)  --max-num-batched-tokens N (2048)  --encode-max-batch-images N (16)\n"
-    "  --kv-blocks N (4096 per device)  --block-size N (16)  --max-model-len N (4096)\n"
+    "  --max-num-seqs N (64)  --max-num-batched-tokens N (2048)  --encode-max-batch-images N (8)\n"
+    "  --kv-blocks N (4096 per device; serve sizes it from memory and logs the number)\n"
+    "  --block-size N (16)  --max-model-len N (4096)\n"
     "  --max-queued-requests N (1024, 0 = none)  --priority-aging S (2.0)\n";
+
+void ms_sim_core_options_default(ms_core_options *c) {
+    ms_core_options_default(c);
+    ms_engine_options e;
+    ms_engine_options_default(&e);
+    c->workers[MS_STAGE_PREPROCESS] = e.preprocess_threads;
+    c->max_num_seqs = e.max_num_seqs;
+    c->max_num_batched_tokens = e.max_num_batched_tokens;
+    c->encode_max_batch_images = e.encode_max_batch_images;
+    c->block_size = e.block_size;
+    c->max_queued_requests = e.max_queued_requests;
+    c->priority_aging_s = e.priority_aging_s;
+    c->short_prompt_tokens = e.short_prompt_tokens;
+}
 
 int ms_sim_core_flag(ms_core_options *c, int argc, char **argv, int *i, ms_error *err) {
     static const char *const k_int_flags[] = {"--encode-workers", "--prefill-workers", "--decode-workers",
@@ -69,11 +85,15 @@ static void usage(FILE *out) {
             "`modserve bench profile`). Prints the replay report; with --out also summary.json,\n"
             "requests.csv and plots.\n\n"
             "  --trace F           trace (.csv or .csv.gz)\n"
-            "  --profile P         cost model (profile.json)\n"
+            "  --profile P         cost model (profile.json); given several times, their mean\n"
+            "                      (profiles taken before and after a replay, say)\n"
             "  --out DIR           report folder\n"
             "  --goodput ttft:MS,tpot:MS[,e2el:MS]\n"
             "  --image-policy keep|fit  --max-images N (100)   prompt sizing as in replay, with the\n"
             "                      profile's image tokens\n"
+            "  --image-pool N      the replay's --image-pool (default 16): when the profile measured\n"
+            "                      that pool with this --seed, each request is charged the images\n"
+            "                      the replayer sends it; otherwise the mean by image count\n"
             "  --shared-cores N    the workers share one host's N cores (CPU backend runs): while\n"
             "                      running batches want more threads than N, each runs at\n"
             "                      N / (threads wanted) of its measured speed; default 0: each\n"
@@ -84,13 +104,12 @@ static void usage(FILE *out) {
             ms_sim_core_help, ms_trace_select_help);
 }
 
-/* Input flags shared by simulate and tune: --trace, --profile, --goodput, --max-images,
- * --image-policy, --shared-cores, --worker-threads. Same return convention as
+/* Input flags shared by simulate and tune (see simulate.h). Same return convention as
  * ms_trace_select_flag. */
-int ms_sim_input_flag(ms_sim_options *o, const char **profile, int argc, char **argv, int *i, ms_error *err) {
+int ms_sim_input_flag(ms_sim_options *o, ms_profile_paths *profiles, int argc, char **argv, int *i, ms_error *err) {
     const char *a = argv[*i];
     static const char *const k_flags[] = {"--trace",        "--profile",      "--goodput",       "--max-images",
-                                          "--image-policy", "--shared-cores", "--worker-threads"};
+                                          "--image-policy", "--shared-cores", "--worker-threads", "--image-pool"};
     size_t k = 0;
     for (; k < sizeof k_flags / sizeof k_flags[0]; k++)
         if (!strcmp(a, k_flags[k])) break;
@@ -102,9 +121,16 @@ int ms_sim_input_flag(ms_sim_options *o, const char **profile, int argc, char **
     const char *v = argv[++*i];
     bool ok = true;
     if (k == 0) o->trace_path = v;
-    else if (k == 1) *profile = v;
+    else if (k == 1) {
+        if (profiles->n == MS_COST_MAX_PROFILES) {
+            ms_errorf(err, MS_ERR_INVALID, "--profile: at most %d", MS_COST_MAX_PROFILES);
+            return -1;
+        }
+        profiles->path[profiles->n++] = v;
+    }
     else if (k == 2) ok = ms_slo_parse(v, &o->slo, err) == MS_OK;
     else if (k == 3) ok = (o->max_images = atoi(v)) > 0;
+    else if (k == 7) ok = (o->image_pool = atoi(v)) > 0 && o->image_pool <= 1024;
     else if (k == 5 || k == 6) {
         char *end;
         const long x = strtol(v, &end, 10);
@@ -122,15 +148,16 @@ int ms_sim_input_flag(ms_sim_options *o, const char **profile, int argc, char **
 
 int ms_bench_simulate_main(int argc, char **argv) {
     ms_sim_options o = {.max_images = 100, .record_itl = -1};
-    ms_core_options_default(&o.core);
+    ms_sim_core_options_default(&o.core);
     ms_trace_select_default(&o.sel);
-    const char *profile = NULL, *out_dir = NULL;
+    ms_profile_paths profiles = {0};
+    const char *out_dir = NULL;
     bool plots = true;
     ms_error err = {0};
     for (int i = 1; i < argc; i++) {
         int r = ms_trace_select_flag(&o.sel, argc, argv, &i, &err);
         if (r == 0) r = ms_sim_core_flag(&o.core, argc, argv, &i, &err);
-        if (r == 0) r = ms_sim_input_flag(&o, &profile, argc, argv, &i, &err);
+        if (r == 0) r = ms_sim_input_flag(&o, &profiles, argc, argv, &i, &err);
         if (r < 0) {
             fprintf(stderr, "bench simulate: %s\n", err.msg);
             return 2;
@@ -156,12 +183,12 @@ int ms_bench_simulate_main(int argc, char **argv) {
         }
         i++;
     }
-    if (!o.trace_path || !profile) {
+    if (!o.trace_path || !profiles.n) {
         usage(stderr);
         return 2;
     }
     ms_cost_model cost;
-    if (ms_cost_model_load(profile, &cost, &err) != MS_OK) {
+    if (ms_cost_model_load_mean(profiles.path, profiles.n, &cost, &err) != MS_OK) {
         fprintf(stderr, "bench simulate: %s\n", err.msg);
         return 1;
     }
@@ -186,7 +213,10 @@ int ms_bench_simulate_main(int argc, char **argv) {
              o.core.workers[MS_STAGE_PREFILL], o.core.workers[MS_STAGE_DECODE], cost.model, cost.device);
     run.target = target;
     ms_report_console(&run, stdout);
-    printf("\nsimulated %lld requests (%.1f s of virtual time) in %.2f s: %llu events, %llu batches, %llu refused at "
+    printf("\nimage costs: %s\n", ss.per_image ? "each request's own images (the profile measured this pool)"
+           : cost.images.n ? "mean by image count (the profile measured another pool or seed than --image-pool/--seed)"
+                           : "mean by image count");
+    printf("simulated %lld requests (%.1f s of virtual time) in %.2f s: %llu events, %llu batches, %llu refused at "
            "arrival, %llu stalled; reading the trace took %.2f s\n",
            (long long)set.n, run.duration_s, ss.wall_s, (unsigned long long)ss.events, (unsigned long long)ss.batches,
            (unsigned long long)ss.rejected, (unsigned long long)ss.stalled, t_read);

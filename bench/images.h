@@ -26,6 +26,11 @@ typedef struct ms_image_pool {
     int32_t n;
 } ms_image_pool;
 
+/* Which pool image the replayer sends as image `image` of request `request_index`
+ * (consecutive images differ); the simulator charges that image's measured cost. */
+static inline int32_t ms_image_pool_pick(int64_t request_index, int32_t image, int32_t pool_n) {
+    return (int32_t)((uint64_t)(request_index * 7 + image) % (uint64_t)pool_n);
+}
 /* n images (alternating JPEG and PNG), deterministic for a seed. */
 void ms_image_pool_build(ms_image_pool *p, int32_t n, uint64_t seed);
 void ms_image_pool_free(ms_image_pool *p);

@@ -62,6 +62,8 @@ typedef struct ms_bench_metrics {
 } ms_bench_metrics;
 
 /* numpy.percentile(sorted[0..n), q) with q in [0, 100]; 0 for n == 0. */
+/* Sorts n doubles ascending (radix sort; NaN not allowed). */
+void ms_sort_doubles(double *v, int64_t n);
 double ms_percentile(const double *sorted, int64_t n, double q);
 /* Sorts v in place and fills the statistics (all 0 for n == 0). */
 void ms_latency_stats_compute(double *v, int64_t n, ms_latency_stats *out);

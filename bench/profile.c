@@ -4,7 +4,9 @@
  * and the stage timestamps it returns, so the numbers include what a worker really does
  * around a batch:
  * - preprocess: one request with k images (decode + resize), preprocess_end - start,
- *   the mean over a pool of 16 images drawn as the replayer draws them (sizes vary);
+ *   the mean over the replayer's image pool (--image-pool, --seed: the same images);
+ *   and each pool image alone (median of repeats), for the simulator to charge each
+ *   request its own images;
  * - encode: one request with k images on one encoder that batches them all,
  *   encode_end - encode_start;
  * - prefill: one text request of N prompt tokens (token budget >= N), prefill_end - start;
@@ -17,11 +19,14 @@
  * - frontend (with --url, a running `modserve serve` of the same model): requests of k
  *   images and one output token sent one at a time by the replayer; per request the
  *   client's TTFT minus the server's own (arrival to first token): HTTP, JSON, base64,
- *   tokenizing and streaming back, which the simulator adds before the engine.
- * Each point is the median of --repeats runs after one warm-up.
+ *   tokenizing and streaming back, which the simulator adds before the engine; and each
+ *   pool image in a request of its own, beyond a text-only request's front end.
+ * Each point is the median of --repeats runs after one warm-up; with --rounds R the whole
+ * pass is made R times and each point is the mean of its R medians.
  */
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +37,7 @@
 #include "llm/config.h"
 #include "scheduler/engine.h"
 
-enum { MAX_LIST = 16 };
+enum { MAX_LIST = 16, MAX_ROUNDS = 64 };
 
 typedef struct waiter {
     pthread_mutex_t mu;
@@ -135,33 +140,47 @@ static double median(double *v, int n) {
 
 typedef enum { M_PRE, M_ENC, M_PREFILL } measure_kind;
 
-enum { POOL_IMAGES = 16 };
-
 /* Stage time of one request after a warm-up: prefill and encode the median over repeats;
  * preprocess the mean over at least the whole image pool, because its cost follows each
  * image's size and the replayer sends all of them. */
 static ms_status measure(prof *p, measure_kind kind, int32_t x, int repeats, double *out, ms_error *err) {
-    double v[64];
-    if (kind == M_PRE && repeats < POOL_IMAGES) repeats = POOL_IMAGES;
+    if (kind == M_PRE && repeats < p->pool.n) repeats = p->pool.n;
+    double *v = ms_xcalloc((size_t)repeats, sizeof *v);
     ms_request_result r;
-    for (int k = -1; k < repeats; k++) {
+    ms_status st = MS_OK;
+    for (int k = -1; k < repeats && st == MS_OK; k++) {
         const int32_t first = k < 0 ? 0 : k * x;
-        ms_status st = kind == M_PREFILL ? run_batch(p, 1, x, 0, 0, 1, &r, NULL, err)
-                                         : run_batch(p, 1, 8, x, first, 1, &r, NULL, err);
-        if (st != MS_OK) return st;
+        st = kind == M_PREFILL ? run_batch(p, 1, x, 0, 0, 1, &r, NULL, err)
+                               : run_batch(p, 1, 8, x, first, 1, &r, NULL, err);
+        if (st != MS_OK) break;
         const ms_request_times *t = &r.times;
         const double d = kind == M_PRE ? t->preprocess_end - t->preprocess_start
                          : kind == M_ENC ? t->encode_end - t->encode_start
                                          : t->prefill_end - t->prefill_start;
         if (k >= 0) v[k] = d;
     }
-    if (kind == M_PRE) {
+    if (st == MS_OK && kind == M_PRE) {
         double sum = 0;
         for (int k = 0; k < repeats; k++) sum += v[k];
         *out = sum / repeats;
-    } else {
+    } else if (st == MS_OK) {
         *out = median(v, repeats);
     }
+    free(v);
+    return st;
+}
+
+/* Preprocess of each pool image alone: out[i] the median of repeats (after a warm-up). */
+static ms_status measure_images(prof *p, int repeats, double *out, ms_error *err) {
+    double v[65];
+    ms_request_result r;
+    for (int32_t i = 0; i < p->pool.n; i++)
+        for (int k = i == 0 ? -1 : 0; k < repeats; k++) {
+            ms_status st = run_batch(p, 1, 8, 1, i, 1, &r, NULL, err);
+            if (st != MS_OK) return st;
+            if (k >= 0) v[k] = r.times.preprocess_end - r.times.preprocess_start;
+            if (k == repeats - 1) out[i] = median(v, repeats);
+        }
     return MS_OK;
 }
 
@@ -237,9 +256,10 @@ static ms_status measure_decode(prof *p, int32_t batch, int32_t ctx, int32_t ste
     return st;
 }
 
-/* Front-end time vs images over HTTP (see the top); out[i] for k = xs[i] images. */
-static ms_status measure_frontend(const char *url, const int32_t *xs, int n_x, int repeats, double *out,
-                                  ms_error *err) {
+/* Front-end time over HTTP (see the top): out[i] for xs[i] images; with per_image (pool
+ * images) also each pool image's, beyond a text-only request's, sent alone. */
+static ms_status measure_frontend(const char *url, const int32_t *xs, int n_x, int repeats, int32_t pool_n,
+                                  uint64_t seed, double *out, double *per_image, ms_error *err) {
     ms_replay_options o;
     ms_replay_options_default(&o);
     o.url = url;
@@ -247,32 +267,34 @@ static ms_status measure_frontend(const char *url, const int32_t *xs, int n_x, i
     o.policy = MS_IMAGE_POLICY_KEEP;
     o.progress = 0;
     o.plots = false;
-    o.image_pool = POOL_IMAGES;
+    o.image_pool = pool_n;
+    o.sel.seed = seed; /* the replayer's images */
     int32_t max_x = 1;
     for (int i = 0; i < n_x; i++) max_x = xs[i] > max_x ? xs[i] : max_x;
     o.max_images = max_x;
     const int per = repeats + 1; /* the first of each point is a warm-up */
-    ms_trace_set set = {.n = (int64_t)n_x * per};
+    /* Then one-image requests until every pool image went out `repeats` times: request
+     * index j sends pool image ms_image_pool_pick(j, 0, pool_n). */
+    const int64_t curve_n = (int64_t)n_x * per, img_n = per_image ? (int64_t)pool_n * repeats : 0;
+    ms_trace_set set = {.n = curve_n + img_n};
     set.reqs = ms_xcalloc((size_t)set.n, sizeof *set.reqs);
     /* Four output tokens: the first can be one that decodes to no text (random weights),
      * and TTFT is the first chunk with text; a request still without text is skipped. */
-    for (int i = 0; i < n_x; i++)
-        for (int k = 0; k < per; k++)
-            set.reqs[i * per + k] = (ms_trace_req){.n_images = xs[i], .context_tokens = 32, /* keep: images + short text */
-                                                   .generated_tokens = 4};
+    for (int64_t j = 0; j < set.n; j++)
+        set.reqs[j] = (ms_trace_req){.n_images = j < curve_n ? xs[j / per] : 1,
+                                     .context_tokens = 32, /* keep: images + short text */
+                                     .generated_tokens = 4};
     ms_bench_run run;
     ms_status st = ms_replay_run(&o, &set, &run, err);
+    double *v = ms_xcalloc((size_t)(set.n + 1), sizeof *v);
+    /* The front end of request j: the client's TTFT minus the server's own. */
+    const char *why = "no request";
     for (int i = 0; i < n_x && st == MS_OK; i++) {
-        double v[65];
         int nv = 0;
-        const char *why = "no request";
         for (int k = 1; k < per; k++) {
             const ms_run_request *r = &run.reqs[i * per + k];
-            if (!r->m.ok || r->stage_end[2] < 0) {
-                why = r->error ? r->error : "no modserve.timings";
-                continue;
-            }
-            v[nv++] = fmax(0.0, r->m.ttft_s - r->stage_end[2]); /* stage_end[2]: the server's first token */
+            if (!r->m.ok || r->stage_end[2] < 0) why = r->error ? r->error : "no modserve.timings";
+            else v[nv++] = fmax(0.0, r->m.ttft_s - r->stage_end[2]); /* stage_end[2]: first token */
         }
         if (nv == 0)
             st = ms_errorf(err, MS_ERR_INVALID, "frontend: every request of %d images failed or the server sent no "
@@ -280,6 +302,19 @@ static ms_status measure_frontend(const char *url, const int32_t *xs, int n_x, i
         else
             out[i] = median(v, nv);
     }
+    const double text_only = n_x > 0 && xs[0] == 0 ? out[0] : 0;
+    for (int32_t img = 0; img < pool_n && per_image && st == MS_OK; img++) {
+        int nv = 0;
+        for (int64_t j = curve_n; j < set.n; j++) {
+            const ms_run_request *r = &run.reqs[j];
+            if (ms_image_pool_pick(j, 0, pool_n) != img) continue;
+            if (r->m.ok && r->stage_end[2] >= 0) v[nv++] = fmax(0.0, r->m.ttft_s - r->stage_end[2]);
+        }
+        /* An image no one-image request reaches (pool sizes that share a factor with the
+         * replayer's stride) is not sent alone by the replayer either: the 1-image median. */
+        per_image[img] = fmax(0.0, (nv ? median(v, nv) : out[n_x > 1 ? 1 : 0]) - text_only);
+    }
+    free(v);
     ms_bench_run_free(&run);
     free(set.reqs);
     return st == MS_OK ? MS_OK : ms_error_wrap(err, "profile --url %s", url);
@@ -298,21 +333,150 @@ static int parse_list(const char *s, int32_t *out) {
     return n;
 }
 
-static cJSON *curve_json(const char *xkey, const int32_t *x, const double *y, int n) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON *xs = cJSON_AddArrayToObject(o, xkey), *ys = cJSON_AddArrayToObject(o, "seconds");
-    for (int i = 0; i < n; i++) {
-        cJSON_AddItemToArray(xs, cJSON_CreateNumber(x[i]));
-        cJSON_AddItemToArray(ys, cJSON_CreateNumber(y[i]));
+/* The points to measure and, per round, what was measured at each. */
+typedef struct plan {
+    int32_t enc[MAX_LIST], pre[MAX_LIST], dbat[MAX_LIST], dctx[MAX_LIST], fe_x[MAX_LIST + 1];
+    int n_enc, n_pre, n_dbat, n_dctx, n_fe, repeats, steps;
+    int32_t pool_n;   /* the replayer's image pool: --image-pool, --seed */
+    uint64_t seed;
+    const char *url;
+} plan;
+
+typedef struct round_times {
+    double pre[MAX_LIST], enc[MAX_LIST], pf[MAX_LIST], dec[MAX_LIST][MAX_LIST], fe[MAX_LIST + 1];
+    double img_pre[MS_COST_MAX_POOL], img_fe[MS_COST_MAX_POOL]; /* per pool image */
+} round_times;
+
+/* One pass over every point, in the order preprocess, encode, prefill, decode, frontend. */
+static ms_status measure_round(prof *p, const plan *pl, round_times *t, ms_error *err) {
+    ms_status st = MS_OK;
+    for (int i = 0; i < pl->n_enc && st == MS_OK; i++) st = measure(p, M_PRE, pl->enc[i], pl->repeats, &t->pre[i], err);
+    if (st == MS_OK) st = measure_images(p, pl->repeats, t->img_pre, err);
+    for (int i = 0; i < pl->n_enc && st == MS_OK; i++) st = measure(p, M_ENC, pl->enc[i], pl->repeats, &t->enc[i], err);
+    for (int i = 0; i < pl->n_pre && st == MS_OK; i++)
+        st = measure(p, M_PREFILL, pl->pre[i], pl->repeats, &t->pf[i], err);
+    for (int c = 0; c < pl->n_dctx && st == MS_OK; c++)
+        for (int b = 0; b < pl->n_dbat && st == MS_OK; b++)
+            st = measure_decode(p, pl->dbat[b], pl->dctx[c], pl->steps, pl->repeats, &t->dec[c][b], err);
+    if (st == MS_OK && pl->url)
+        st = measure_frontend(pl->url, pl->fe_x, pl->n_fe, pl->repeats, pl->pool_n, pl->seed, t->fe, t->img_fe, err);
+    return st;
+}
+
+/* A point over the rounds: the mean goes to the simulator, min and max show the drift. */
+typedef struct over_rounds {
+    double mean, min, max;
+} over_rounds;
+
+static over_rounds across(const round_times *t, int rounds, size_t offset) {
+    over_rounds o = {0, INFINITY, -INFINITY};
+    for (int r = 0; r < rounds; r++) {
+        const double v = *(const double *)((const char *)&t[r] + offset);
+        o.mean += v / rounds;
+        o.min = fmin(o.min, v);
+        o.max = fmax(o.max, v);
     }
     return o;
+}
+
+/* {"<xkey>": [...], "seconds": [...]} and, over several rounds, "seconds_min"/"_max".
+ * offsets[i]: where point i lives in round_times. */
+static cJSON *curve_json(const char *xkey, const int32_t *x, const size_t *offsets, int n, const round_times *t,
+                         int rounds) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *xs = cJSON_AddArrayToObject(o, xkey), *ys = cJSON_AddArrayToObject(o, "seconds");
+    cJSON *lo = rounds > 1 ? cJSON_AddArrayToObject(o, "seconds_min") : NULL;
+    cJSON *hi = rounds > 1 ? cJSON_AddArrayToObject(o, "seconds_max") : NULL;
+    for (int i = 0; i < n; i++) {
+        const over_rounds v = across(t, rounds, offsets[i]);
+        cJSON_AddItemToArray(xs, cJSON_CreateNumber(x[i]));
+        cJSON_AddItemToArray(ys, cJSON_CreateNumber(v.mean));
+        if (lo) cJSON_AddItemToArray(lo, cJSON_CreateNumber(v.min));
+        if (hi) cJSON_AddItemToArray(hi, cJSON_CreateNumber(v.max));
+    }
+    return o;
+}
+
+#define RT_OFFSET(field, i) (offsetof(round_times, field) + (size_t)(i) * sizeof(double))
+
+static cJSON *profile_json(const char *model, const char *device, int32_t image_tokens, const plan *pl,
+                           const round_times *t, int rounds) {
+    size_t off[MAX_LIST + 1] = {0};
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", model);
+    cJSON_AddStringToObject(o, "device", device);
+    cJSON_AddNumberToObject(o, "image_tokens", image_tokens);
+    cJSON_AddNumberToObject(o, "rounds", rounds);
+    for (int i = 0; i < pl->n_enc; i++) off[i] = RT_OFFSET(pre, i);
+    cJSON_AddItemToObject(o, "preprocess", curve_json("images", pl->enc, off, pl->n_enc, t, rounds));
+    for (int i = 0; i < pl->n_enc; i++) off[i] = RT_OFFSET(enc, i);
+    cJSON_AddItemToObject(o, "encode", curve_json("images", pl->enc, off, pl->n_enc, t, rounds));
+    for (int i = 0; i < pl->n_pre; i++) off[i] = RT_OFFSET(pf, i);
+    cJSON_AddItemToObject(o, "prefill", curve_json("tokens", pl->pre, off, pl->n_pre, t, rounds));
+    if (pl->url) {
+        for (int i = 0; i < pl->n_fe; i++) off[i] = RT_OFFSET(fe, i);
+        cJSON_AddItemToObject(o, "frontend", curve_json("images", pl->fe_x, off, pl->n_fe, t, rounds));
+    }
+    cJSON *im = cJSON_AddObjectToObject(o, "images");
+    cJSON_AddNumberToObject(im, "pool", pl->pool_n);
+    cJSON_AddNumberToObject(im, "seed", (double)pl->seed);
+    cJSON *ip = cJSON_AddArrayToObject(im, "preprocess"), *ifr = pl->url ? cJSON_AddArrayToObject(im, "frontend") : NULL;
+    for (int32_t i = 0; i < pl->pool_n; i++) {
+        cJSON_AddItemToArray(ip, cJSON_CreateNumber(across(t, rounds, offsetof(round_times, img_pre[i])).mean));
+        if (ifr) cJSON_AddItemToArray(ifr, cJSON_CreateNumber(across(t, rounds, offsetof(round_times, img_fe[i])).mean));
+    }
+    cJSON *d = cJSON_AddObjectToObject(o, "decode");
+    cJSON *bs = cJSON_AddArrayToObject(d, "batch"), *cs = cJSON_AddArrayToObject(d, "context");
+    cJSON *ss = cJSON_AddArrayToObject(d, "seconds");
+    cJSON *lo = rounds > 1 ? cJSON_AddArrayToObject(d, "seconds_min") : NULL;
+    cJSON *hi = rounds > 1 ? cJSON_AddArrayToObject(d, "seconds_max") : NULL;
+    for (int b = 0; b < pl->n_dbat; b++) cJSON_AddItemToArray(bs, cJSON_CreateNumber(pl->dbat[b]));
+    for (int c = 0; c < pl->n_dctx; c++) {
+        cJSON_AddItemToArray(cs, cJSON_CreateNumber(pl->dctx[c]));
+        cJSON *row = cJSON_CreateArray(), *rlo = cJSON_CreateArray(), *rhi = cJSON_CreateArray();
+        for (int b = 0; b < pl->n_dbat; b++) {
+            const over_rounds v = across(t, rounds, offsetof(round_times, dec[c][b]));
+            cJSON_AddItemToArray(row, cJSON_CreateNumber(v.mean));
+            cJSON_AddItemToArray(rlo, cJSON_CreateNumber(v.min));
+            cJSON_AddItemToArray(rhi, cJSON_CreateNumber(v.max));
+        }
+        cJSON_AddItemToArray(ss, row);
+        if (lo) cJSON_AddItemToArray(lo, rlo);
+        else cJSON_Delete(rlo);
+        if (hi) cJSON_AddItemToArray(hi, rhi);
+        else cJSON_Delete(rhi);
+    }
+    return o;
+}
+
+/* The point whose rounds differ most, relative to its mean (how much the machine drifted). */
+static void print_spread(const plan *pl, const round_times *t, int rounds) {
+    double worst = 0;
+    char what[96] = "";
+    for (int i = 0; i < pl->n_pre; i++) {
+        const over_rounds v = across(t, rounds, RT_OFFSET(pf, i));
+        if (v.mean > 0 && (v.max - v.min) / v.mean > worst) {
+            worst = (v.max - v.min) / v.mean;
+            snprintf(what, sizeof what, "prefill %d tokens", pl->pre[i]);
+        }
+    }
+    for (int i = 0; i < pl->n_enc; i++) {
+        const over_rounds v = across(t, rounds, RT_OFFSET(enc, i));
+        if (v.mean > 0 && (v.max - v.min) / v.mean > worst) {
+            worst = (v.max - v.min) / v.mean;
+            snprintf(what, sizeof what, "encode %d images", pl->enc[i]);
+        }
+    }
+    if (what[0])
+        printf("bench profile: %d rounds; widest spread (max - min) / mean: %.1f%% at %s\n", rounds, 100 * worst,
+               what);
 }
 
 static void usage(FILE *out) {
     fprintf(out, "usage: modserve bench profile --model DIR [--device cpu|cuda|auto] [--out profile.json]\n"
                  "       [--encode-images 1,2,4,8] [--prefill-tokens 16,64,256,1024] [--decode-batch 1,4,16]\n"
                  "       [--decode-context 64,512] [--decode-steps 16] [--repeats 3] [--max-num-batched-tokens 2048]\n"
-                 "       [--threads N] [--url http://127.0.0.1:8000]\n\n"
+                 "       [--rounds 1] [--threads N] [--url http://127.0.0.1:8000] [--image-pool 16] [--seed 0]\n\n"
                  "Measures the real engine (one worker per stage) and writes the simulator's cost model:\n"
                  "preprocess and encode time vs images, prefill time vs batched tokens, decode step time\n"
                  "vs batch size and context. --threads: CPU backend threads per worker (default 0 = all\n"
@@ -320,14 +484,21 @@ static void usage(FILE *out) {
                  "as `modserve serve`) are prefilled in chunks, as the server does; use the server's value.\n"
                  "With --url (a running `modserve serve` of the same model) also the front end: per request\n"
                  "with 0 and --encode-images images, the client's TTFT minus the server's own (HTTP, JSON,\n"
-                 "base64, tokenizing, streaming back), which `bench simulate` adds before the engine.\n");
+                 "base64, tokenizing, streaming back), which `bench simulate` adds before the engine.\n"
+                 "--rounds R measures every point R times, one pass over all points after another, and\n"
+                 "writes the mean (with seconds_min / seconds_max over the rounds): a machine whose speed\n"
+                 "drifts then moves every point alike instead of the last ones measured.\n"
+                 "Images are the replayer's (`bench replay --image-pool N --seed S` sends the same ones);\n"
+                 "each is also measured alone (preprocess, and the front end with --url), so that\n"
+                 "`bench simulate` with the same --image-pool and --seed charges every request its own\n"
+                 "images instead of the mean.\n");
 }
 
 int ms_bench_profile_main(int argc, char **argv) {
-    const char *model = NULL, *device = "auto", *out_path = "profile.json", *url = NULL;
-    int32_t enc[MAX_LIST] = {1, 2, 4, 8}, pre[MAX_LIST] = {16, 64, 256, 1024}, dbat[MAX_LIST] = {1, 4, 16},
-            dctx[MAX_LIST] = {64, 512};
-    int n_enc = 4, n_pre = 4, n_dbat = 3, n_dctx = 2, repeats = 3, steps = 16, budget = 2048, threads = 0;
+    const char *model = NULL, *device = "auto", *out_path = "profile.json";
+    plan pl = {.enc = {1, 2, 4, 8}, .pre = {16, 64, 256, 1024}, .dbat = {1, 4, 16}, .dctx = {64, 512},
+               .n_enc = 4, .n_pre = 4, .n_dbat = 3, .n_dctx = 2, .repeats = 3, .steps = 16, .pool_n = 16};
+    int budget = 2048, threads = 0, rounds = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -339,14 +510,21 @@ int ms_bench_profile_main(int argc, char **argv) {
         } else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--out")) out_path = v;
-        else if (!strcmp(a, "--url")) url = v;
+        else if (!strcmp(a, "--url")) pl.url = v;
         else if (!strcmp(a, "--threads")) ok = (threads = atoi(v)) >= 0;
-        else if (!strcmp(a, "--encode-images")) ok = (n_enc = parse_list(v, enc)) > 0;
-        else if (!strcmp(a, "--prefill-tokens")) ok = (n_pre = parse_list(v, pre)) > 0;
-        else if (!strcmp(a, "--decode-batch")) ok = (n_dbat = parse_list(v, dbat)) > 0;
-        else if (!strcmp(a, "--decode-context")) ok = (n_dctx = parse_list(v, dctx)) > 0;
-        else if (!strcmp(a, "--decode-steps")) ok = (steps = atoi(v)) >= 2;
-        else if (!strcmp(a, "--repeats")) ok = (repeats = atoi(v)) >= 1 && repeats <= 64;
+        else if (!strcmp(a, "--encode-images")) ok = (pl.n_enc = parse_list(v, pl.enc)) > 0;
+        else if (!strcmp(a, "--prefill-tokens")) ok = (pl.n_pre = parse_list(v, pl.pre)) > 0;
+        else if (!strcmp(a, "--decode-batch")) ok = (pl.n_dbat = parse_list(v, pl.dbat)) > 0;
+        else if (!strcmp(a, "--decode-context")) ok = (pl.n_dctx = parse_list(v, pl.dctx)) > 0;
+        else if (!strcmp(a, "--decode-steps")) ok = (pl.steps = atoi(v)) >= 2;
+        else if (!strcmp(a, "--repeats")) ok = (pl.repeats = atoi(v)) >= 1 && pl.repeats <= 64;
+        else if (!strcmp(a, "--rounds")) ok = (rounds = atoi(v)) >= 1 && rounds <= MAX_ROUNDS;
+        else if (!strcmp(a, "--image-pool")) ok = (pl.pool_n = atoi(v)) >= 1 && pl.pool_n <= MS_COST_MAX_POOL;
+        else if (!strcmp(a, "--seed")) {
+            char *end;
+            pl.seed = strtoull(v, &end, 10);
+            ok = end != v && !*end && v[0] != '-';
+        }
         else if (!strcmp(a, "--max-num-batched-tokens")) ok = (budget = atoi(v)) >= 16;
         else {
             fprintf(stderr, "bench profile: unknown option '%s'\n", a);
@@ -364,9 +542,13 @@ int ms_bench_profile_main(int argc, char **argv) {
         return 2;
     }
     int32_t max_x = 1;
-    for (int i = 0; i < n_enc; i++) max_x = enc[i] > max_x ? enc[i] : max_x;
+    for (int i = 0; i < pl.n_enc; i++) max_x = pl.enc[i] > max_x ? pl.enc[i] : max_x;
     int32_t max_b = 1;
-    for (int i = 0; i < n_dbat; i++) max_b = dbat[i] > max_b ? dbat[i] : max_b;
+    for (int i = 0; i < pl.n_dbat; i++) max_b = pl.dbat[i] > max_b ? pl.dbat[i] : max_b;
+    /* Front end: text-only (0 images) and every --encode-images count. */
+    pl.n_fe = pl.n_enc + 1;
+    pl.fe_x[0] = 0;
+    for (int i = 0; i < pl.n_enc; i++) pl.fe_x[i + 1] = pl.enc[i];
     ms_engine_options eo;
     ms_engine_options_default(&eo);
     eo.model_dir = model;
@@ -385,42 +567,16 @@ int ms_bench_profile_main(int argc, char **argv) {
     }
     p.cfg = ms_engine_model_config(p.e);
     /* Images as the replayer sends them. */
-    ms_image_pool_build(&p.pool, POOL_IMAGES, 1);
-    double pre_t[MAX_LIST], enc_t[MAX_LIST], pf_t[MAX_LIST], dec_t[MAX_LIST][MAX_LIST];
+    ms_image_pool_build(&p.pool, pl.pool_n, pl.seed);
+    round_times *t = ms_xcalloc((size_t)rounds, sizeof *t);
     ms_status st = MS_OK;
-    for (int i = 0; i < n_enc && st == MS_OK; i++) st = measure(&p, M_PRE, enc[i], repeats, &pre_t[i], &err);
-    for (int i = 0; i < n_enc && st == MS_OK; i++) st = measure(&p, M_ENC, enc[i], repeats, &enc_t[i], &err);
-    for (int i = 0; i < n_pre && st == MS_OK; i++) st = measure(&p, M_PREFILL, pre[i], repeats, &pf_t[i], &err);
-    for (int c = 0; c < n_dctx && st == MS_OK; c++)
-        for (int b = 0; b < n_dbat && st == MS_OK; b++)
-            st = measure_decode(&p, dbat[b], dctx[c], steps, repeats, &dec_t[c][b], &err);
-    int32_t fe_x[MAX_LIST + 1] = {0};
-    double fe_t[MAX_LIST + 1];
-    for (int i = 0; i < n_enc; i++) fe_x[i + 1] = enc[i];
-    if (st == MS_OK && url) st = measure_frontend(url, fe_x, n_enc + 1, repeats, fe_t, &err);
+    for (int r = 0; r < rounds && st == MS_OK; r++) st = measure_round(&p, &pl, &t[r], &err);
     int rc = 0;
     if (st != MS_OK) {
         fprintf(stderr, "bench profile: %s\n", err.msg);
         rc = 1;
     } else {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "model", model);
-        cJSON_AddStringToObject(o, "device", device);
-        cJSON_AddNumberToObject(o, "image_tokens", ms_llava_image_tokens(p.cfg));
-        cJSON_AddItemToObject(o, "preprocess", curve_json("images", enc, pre_t, n_enc));
-        cJSON_AddItemToObject(o, "encode", curve_json("images", enc, enc_t, n_enc));
-        cJSON_AddItemToObject(o, "prefill", curve_json("tokens", pre, pf_t, n_pre));
-        if (url) cJSON_AddItemToObject(o, "frontend", curve_json("images", fe_x, fe_t, n_enc + 1));
-        cJSON *d = cJSON_AddObjectToObject(o, "decode");
-        cJSON *bs = cJSON_AddArrayToObject(d, "batch"), *cs = cJSON_AddArrayToObject(d, "context");
-        cJSON *ss = cJSON_AddArrayToObject(d, "seconds");
-        for (int b = 0; b < n_dbat; b++) cJSON_AddItemToArray(bs, cJSON_CreateNumber(dbat[b]));
-        for (int c = 0; c < n_dctx; c++) {
-            cJSON_AddItemToArray(cs, cJSON_CreateNumber(dctx[c]));
-            cJSON *row = cJSON_CreateArray();
-            for (int b = 0; b < n_dbat; b++) cJSON_AddItemToArray(row, cJSON_CreateNumber(dec_t[c][b]));
-            cJSON_AddItemToArray(ss, row);
-        }
+        cJSON *o = profile_json(model, device, ms_llava_image_tokens(p.cfg), &pl, t, rounds);
         char *s = cJSON_Print(o);
         cJSON_Delete(o);
         FILE *f = fopen(out_path, "w");
@@ -428,10 +584,13 @@ int ms_bench_profile_main(int argc, char **argv) {
             fprintf(stderr, "bench profile: cannot write %s\n", out_path);
             rc = 1;
         } else {
-            printf("%s\nbench profile: wrote %s\n", s, out_path);
+            printf("%s\n", s);
+            if (rounds > 1) print_spread(&pl, t, rounds);
+            printf("bench profile: wrote %s\n", out_path);
         }
         free(s);
     }
+    free(t);
     ms_engine_destroy(p.e);
     ms_image_pool_free(&p.pool);
     return rc;

@@ -127,7 +127,7 @@ ms_status ms_replay_engine_run(const ms_engine_options *eo, const ms_replay_opti
         }
         q->images = ms_xcalloc((size_t)(r->images_sent + 1), sizeof *q->images);
         for (int32_t k = 0; k < r->images_sent; k++) {
-            const ms_bench_image *im = &pool.images[(uint64_t)(i * 7 + k) % (uint64_t)pool.n];
+            const ms_bench_image *im = &pool.images[ms_image_pool_pick(i, k, pool.n)];
             q->images[k] = (ms_image_input){im->raw, im->bytes};
         }
         sleep_until(t_start + r->trace.send_s);

@@ -55,8 +55,7 @@ char *ms_replay_body(const char *model, const ms_image_pool *pool, int64_t index
     cJSON_AddStringToObject(msg, "role", "user");
     cJSON *content = cJSON_AddArrayToObject(msg, "content");
     for (int32_t i = 0; i < images; i++) {
-        /* Spread requests over the pool so consecutive images differ. */
-        const ms_bench_image *im = &pool->images[(uint64_t)(index * 7 + i) % (uint64_t)pool->n];
+        const ms_bench_image *im = &pool->images[ms_image_pool_pick(index, i, pool->n)];
         cJSON *part = cJSON_CreateObject();
         cJSON_AddStringToObject(part, "type", "image_url");
         cJSON *iu = cJSON_AddObjectToObject(part, "image_url");

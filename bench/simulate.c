@@ -3,7 +3,8 @@
  * trace order) and batch completions (a binary heap by end time). After every event
  * each idle worker asks the core for a batch, exactly as an engine worker thread would;
  * its duration comes from the cost model:
- *   preprocess: per request, by its images;  encode: by images in the batch;
+ *   preprocess: per request, by its images (each image's own cost when the profile
+ *               measured the run's image pool, else by count);  encode: by images;
  *   LLM batch:  prefill(tokens of its prefill chunks) + for each chunk after cached
  *               tokens the extra attention cost prefill(pos0 + n) - prefill(pos0) -
  *               prefill(n) + decode_step(decode items, mean context) (a monolithic
@@ -67,7 +68,10 @@ static int arrival_cmp(const void *a, const void *b) {
 
 static double sim_clock(void *ctx) { return ((sim *)ctx)->now; }
 
-static void heap_push(sim *s, sim_event e) {
+/* Fields rather than a sim_event by value: passing the struct through the stack cost a
+ * store-forwarding stall on every push, a few percent of a simulated week. */
+static void heap_push(sim *s, double t, int32_t stage, int32_t worker, const ms_core_batch *batch, uint64_t version) {
+    const sim_event e = {t, stage, worker, batch, version};
     if (s->n_heap == s->cap_heap) {
         s->cap_heap = s->cap_heap ? s->cap_heap * 2 : 64;
         s->heap = ms_xrealloc(s->heap, (size_t)s->cap_heap * sizeof *s->heap);
@@ -120,14 +124,16 @@ static void host_reschedule(sim_host *h, sim *s, const int32_t *slots) {
             sim_job *j = &h->jobs[k][w];
             if (!j->batch) continue;
             j->version++;
-            heap_push(s, (sim_event){s->now + j->remaining / h->rate, k, w, j->batch, j->version});
+            heap_push(s, s->now + j->remaining / h->rate, k, w, j->batch, j->version);
         }
 }
 
-static double batch_cost(const ms_cost_model *m, const ms_core_batch *b) {
+/* preprocess_s: per request of the run (reqs), its images' preprocess time. */
+static double batch_cost(const ms_cost_model *m, const ms_core_batch *b, const ms_run_request *reqs,
+                         const double *preprocess_s) {
     if (b->stage == MS_STAGE_PREPROCESS) {
         double t = 0;
-        for (int32_t i = 0; i < b->n_items; i++) t += ms_cost_preprocess(m, ((ms_run_request *)b->items[i].user)->images_sent);
+        for (int32_t i = 0; i < b->n_items; i++) t += preprocess_s[(const ms_run_request *)b->items[i].user - reqs];
         return t;
     }
     if (b->stage == MS_STAGE_ENCODE) return ms_cost_encode(m, b->n_items);
@@ -227,12 +233,17 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
     /* Engine arrival order: send + front end, which can overtake (a text request sent just
      * after one with many images reaches the engine first). */
     double *frontend = ms_xcalloc((size_t)(set->n + 1), sizeof *frontend);
+    double *preprocess = ms_xcalloc((size_t)(set->n + 1), sizeof *preprocess);
     arrival_key *order = ms_xcalloc((size_t)(set->n + 1), sizeof *order);
+    /* The images each request sends are the replayer's (same pool, same seed): charge
+     * their own measured costs when the profile has them for this pool. */
+    stats->per_image = ms_cost_images_match(o->cost, o->image_pool > 0 ? o->image_pool : 16, o->sel.seed);
     for (int64_t i = 0; i < set->n; i++) {
-        frontend[i] = ms_cost_frontend(o->cost, run->reqs[i].images_sent);
+        frontend[i] = ms_cost_frontend_request(o->cost, stats->per_image, i, run->reqs[i].images_sent);
+        preprocess[i] = ms_cost_preprocess_request(o->cost, stats->per_image, i, run->reqs[i].images_sent);
         order[i] = (arrival_key){set->reqs[i].send_s + frontend[i], i};
     }
-    if (o->cost->frontend.n > 0) qsort(order, (size_t)set->n, sizeof *order, arrival_cmp);
+    if (o->cost->frontend.n > 0 || (stats->per_image && o->cost->images.has_frontend)) qsort(order, (size_t)set->n, sizeof *order, arrival_cmp);
     bool *busy[MS_STAGE_COUNT];
     int32_t slots[MS_STAGE_COUNT];
     for (int k = 0; k < MS_STAGE_COUNT; k++) {
@@ -306,19 +317,21 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
         drop_superseded(&s, &host);
         if (t_next_arr == s.now || (s.n_heap > 0 && s.heap[0].t == s.now)) continue;
         if (host.cores > 0) host_advance(&host, slots, s.now);
-        for (int k = 0; k < MS_STAGE_COUNT; k++)
+        for (int k = 0; k < MS_STAGE_COUNT; k++) {
+            if (!ms_core_stage_may_have_work(core, (ms_stage)k)) continue;
             for (int32_t w = 0; w < slots[k]; w++) {
                 if (busy[k][w] || !ms_core_has_work(core, (ms_stage)k, w)) continue;
                 const ms_core_batch *b = ms_core_next_batch(core, (ms_stage)k, w);
                 if (!b) continue;
                 busy[k][w] = true;
                 if (host.cores > 0) {
-                    host.jobs[k][w] = (sim_job){b, batch_cost(o->cost, b), host.jobs[k][w].version};
+                    host.jobs[k][w] = (sim_job){b, batch_cost(o->cost, b, run->reqs, preprocess), host.jobs[k][w].version};
                     host_dirty = true;
                 } else {
-                    heap_push(&s, (sim_event){s.now + batch_cost(o->cost, b), k, w, b, 0});
+                    heap_push(&s, s.now + batch_cost(o->cost, b, run->reqs, preprocess), k, w, b, 0);
                 }
             }
+        }
         if (host_dirty) host_reschedule(&host, &s, slots);
         host_dirty = false;
     }
@@ -330,6 +343,7 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
         }
     run->duration_s = set->n ? last_done - SIM_T0 - set->reqs[0].send_s : 0;
     free(frontend);
+    free(preprocess);
     free(order);
     for (int k = 0; k < MS_STAGE_COUNT; k++) {
         free(busy[k]);

@@ -21,6 +21,8 @@ typedef struct ms_sim_options {
     const ms_cost_model *cost;
     ms_image_policy policy;
     int32_t max_images;
+    int32_t image_pool;       /* the replayer's --image-pool (0: its default, 16); with the
+                                 selection's seed it names the images each request sends */
     ms_slo slo;
     int record_itl;           /* -1 auto (when the run's output tokens are < 50M), 0, 1 */
     const char *trace_path;
@@ -34,6 +36,7 @@ typedef struct ms_sim_options {
 } ms_sim_options;
 
 typedef struct ms_sim_stats {
+    bool per_image;           /* the profile's per-image costs matched the run's image pool */
     uint64_t events, batches;
     uint64_t rejected;        /* refused at arrival (busy or over the limits) */
     uint64_t stalled;         /* never finished (should be 0) */
@@ -49,15 +52,24 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
  * --encode-max-batch-images, --kv-blocks, --block-size, --max-model-len,
  * --max-queued-requests, --priority-aging. Same return convention as
  * ms_trace_select_flag. */
+/* The core options `modserve serve` runs with (its engine's defaults), for simulate and
+ * tune; the KV pool stays the core's default (serve sizes it from the device's memory). */
+void ms_sim_core_options_default(ms_core_options *c);
 int ms_sim_core_flag(ms_core_options *c, int argc, char **argv, int *i, ms_error *err);
 extern const char ms_sim_core_help[];
-/* Input flags shared by simulate and tune: --trace, --profile (into *profile),
- * --goodput, --max-images, --image-policy, --shared-cores, --worker-threads. Same
- * return convention. */
-int ms_sim_input_flag(ms_sim_options *o, const char **profile, int argc, char **argv, int *i, ms_error *err);
+/* --profile may be given up to MS_COST_MAX_PROFILES times: the cost model is their mean. */
+typedef struct ms_profile_paths {
+    const char *path[MS_COST_MAX_PROFILES];
+    int n;
+} ms_profile_paths;
+/* Input flags shared by simulate and tune: --trace, --profile (added to *profiles),
+ * --goodput, --max-images, --image-policy, --image-pool, --shared-cores,
+ * --worker-threads. Same return convention. */
+int ms_sim_input_flag(ms_sim_options *o, ms_profile_paths *profiles, int argc, char **argv, int *i, ms_error *err);
 
 int ms_bench_simulate_main(int argc, char **argv);
 int ms_bench_tune_main(int argc, char **argv);
 int ms_bench_profile_main(int argc, char **argv); /* bench/profile.c: needs the engine */
+int ms_bench_compare_main(int argc, char **argv); /* bench/cmd_compare.c: two reports side by side */
 
 #endif

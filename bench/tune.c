@@ -130,7 +130,8 @@ static void usage(FILE *out) {
             "Finds, by simulation on the selected window, the per-stage worker counts (disagg; one\n"
             "worker = one GPU) with the fewest GPUs that meet the SLO-attainment target, and prints\n"
             "them beside ModServe's scaling rule and the best monolithic count.\n\n"
-            "  --trace F --profile P --goodput ...   as for simulate (--goodput is required)\n"
+            "  --trace F --profile P --goodput ...   as for simulate (--goodput is required; --profile\n"
+            "                      may repeat: their mean)\n"
             "  --gpus-max N        largest total to try (default 8)\n"
             "  --target X          SLO attainment to meet, 0-1 (default 0.99)\n"
             "  --image-policy keep|fit  --max-images N\n\n%s\n%s",
@@ -139,16 +140,16 @@ static void usage(FILE *out) {
 
 int ms_bench_tune_main(int argc, char **argv) {
     ms_sim_options o = {.max_images = 100, .record_itl = 0};
-    ms_core_options_default(&o.core);
+    ms_sim_core_options_default(&o.core);
     ms_trace_select_default(&o.sel);
-    const char *profile = NULL;
+    ms_profile_paths profiles = {0};
     int32_t gpus_max = 8;
     double target = 0.99;
     ms_error err = {0};
     for (int i = 1; i < argc; i++) {
         int r = ms_trace_select_flag(&o.sel, argc, argv, &i, &err);
         if (r == 0) r = ms_sim_core_flag(&o.core, argc, argv, &i, &err);
-        if (r == 0) r = ms_sim_input_flag(&o, &profile, argc, argv, &i, &err);
+        if (r == 0) r = ms_sim_input_flag(&o, &profiles, argc, argv, &i, &err);
         if (r < 0) {
             fprintf(stderr, "bench tune: %s\n", err.msg);
             return 2;
@@ -174,7 +175,7 @@ int ms_bench_tune_main(int argc, char **argv) {
         }
         i++;
     }
-    if (!o.trace_path || !profile || !(o.slo.ttft_s > 0 || o.slo.tpot_s > 0 || o.slo.e2e_s > 0)) {
+    if (!o.trace_path || !profiles.n || !(o.slo.ttft_s > 0 || o.slo.tpot_s > 0 || o.slo.e2e_s > 0)) {
         usage(stderr);
         return 2;
     }
@@ -184,7 +185,7 @@ int ms_bench_tune_main(int argc, char **argv) {
         return 2;
     }
     ms_cost_model cost;
-    if (ms_cost_model_load(profile, &cost, &err) != MS_OK) {
+    if (ms_cost_model_load_mean(profiles.path, profiles.n, &cost, &err) != MS_OK) {
         fprintf(stderr, "bench tune: %s\n", err.msg);
         return 1;
     }

@@ -313,6 +313,7 @@ void core_encode_assign(ms_core *c, core_image *img) {
     else best->img_head = img;
     best->img_tail = img;
     best->img_queued++;
+    c->img_queued++;
     best->pending_tokens += img->req->d.image_tokens;
 }
 
@@ -325,6 +326,7 @@ void core_encode_unqueue(ms_core *c, core_image *img) {
     img->prev = img->next = NULL;
     img->queued = false;
     w->img_queued--;
+    c->img_queued--;
     w->pending_tokens -= img->req->d.image_tokens;
 }
 
@@ -664,6 +666,15 @@ int32_t ms_core_worker_slots(const ms_core *c, ms_stage stage) { return c->n_slo
 bool ms_core_worker_retired(const ms_core *c, ms_stage stage, int32_t worker) {
     const core_worker *w = &c->workers[stage][worker];
     return w->removed && !w->busy && w->n_set == 0 && w->img_queued == 0;
+}
+
+bool ms_core_stage_may_have_work(const ms_core *c, ms_stage stage) {
+    switch (stage) {
+    case MS_STAGE_PREPROCESS: return c->pre_q.n > 0;
+    case MS_STAGE_ENCODE: return c->img_queued > 0;
+    case MS_STAGE_PREFILL: return c->prefill_q.n > 0;
+    default: return true; /* decode: a worker's running set is its own */
+    }
 }
 
 bool ms_core_has_work(const ms_core *c, ms_stage stage, int32_t worker) {

@@ -239,6 +239,10 @@ int32_t ms_core_worker_slots(const ms_core *c, ms_stage stage);
 bool ms_core_worker_retired(const ms_core *c, ms_stage stage, int32_t worker);
 /* True when worker could start a batch now (has queued or running work); cheap. */
 bool ms_core_has_work(const ms_core *c, ms_stage stage, int32_t worker);
+/* False when no worker of the stage has work (ms_core_has_work false for each); O(1),
+ * so a caller polling many idle workers (the simulator, after every event) skips a
+ * stage with nothing queued. True says only "ask each worker". */
+bool ms_core_stage_may_have_work(const ms_core *c, ms_stage stage);
 
 /* Stop accepting (ms_core_arrive returns MS_ERR_BUSY). */
 void ms_core_close(ms_core *c);

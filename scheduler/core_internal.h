@@ -117,6 +117,7 @@ struct ms_core {
     core_heap ready_q;         /* monolithic: ready requests by (arrival, id) */
     core_list decode_q;        /* disagg: sequences waiting for a decode slot, FIFO */
     core_list done;            /* finished, not yet popped */
+    int64_t img_queued;        /* images queued over all encode workers */
     core_worker *workers[MS_STAGE_COUNT];
     int32_t n_slots[MS_STAGE_COUNT];
     int32_t n_active[MS_STAGE_COUNT];

@@ -53,6 +53,7 @@ static void serve_usage(FILE *out) {
             "  --preprocess-threads N      image decode threads (default 2)\n"
             "  --max-num-seqs N            decode running set per worker (default 64)\n"
             "  --max-num-batched-tokens N  prefill token budget per batch (default 2048)\n"
+            "  --encode-max-batch-images N images one encode batch holds (default 8)\n"
             "  --max-model-len N           prompt + output tokens (default: the model's)\n"
             "  --kv-blocks N               KV blocks per device (default: from memory)\n"
             "  --gpu-memory-utilization F  share of GPU memory for weights + KV (default 0.9)\n"
@@ -146,6 +147,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         else if (!strcmp(a, "--max-num-seqs") && (ok = parse_int(a, v, 1, 1 << 16, &x))) o->eng.max_num_seqs = (int32_t)x;
         else if (!strcmp(a, "--max-num-batched-tokens") && (ok = parse_int(a, v, 1, 1 << 24, &x)))
             o->eng.max_num_batched_tokens = (int32_t)x;
+        else if (!strcmp(a, "--encode-max-batch-images") && (ok = parse_int(a, v, 1, 4096, &x)))
+            o->eng.encode_max_batch_images = (int32_t)x;
         else if (!strcmp(a, "--max-model-len") && (ok = parse_int(a, v, 1, 1 << 24, &x))) o->eng.max_model_len = (int32_t)x;
         else if (!strcmp(a, "--kv-blocks") && (ok = parse_int(a, v, 1, 1 << 24, &x))) o->eng.kv_blocks = (int32_t)x;
         else if (!strcmp(a, "--gpu-memory-utilization") && (ok = parse_num(a, v, 0.01, 1.0, &d)))

@@ -1,6 +1,7 @@
 /* Serving metrics against hand-computed examples (vLLM's definitions, numpy percentiles). */
 #include <math.h>
 #include <string.h>
+#include <stdlib.h>
 
 #include "bench/metrics.h"
 #include "tests/test_util.h"
@@ -103,7 +104,36 @@ static void test_slo_parse(void) {
     EXPECT(ms_slo_parse("ttft:5x", &s, &err) == MS_ERR_INVALID);
 }
 
+/* The radix sort against qsort on values with both signs, zeros, ties, huge and tiny
+ * magnitudes, at sizes on both sides of its insertion-sort cutoff. */
+static int cmp_d(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_sort(void) {
+    uint64_t state = 12345;
+    for (int64_t n = 0; n <= 5000; n = n < 70 ? n + 7 : n * 3) {
+        double *v = malloc((size_t)(n + 1) * sizeof *v), *w = malloc((size_t)(n + 1) * sizeof *w);
+        for (int64_t i = 0; i < n; i++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            const double u = (double)(state >> 11) / 9007199254740992.0;
+            v[i] = i % 11 == 0 ? 0.0 : i % 13 == 0 ? -0.0 : i % 5 == 0 ? v[i / 2] /* ties */
+                 : (u - 0.3) * pow(10.0, (double)((int)(state % 40) - 20));
+        }
+        memcpy(w, v, (size_t)n * sizeof *v);
+        ms_sort_doubles(v, n);
+        qsort(w, (size_t)n, sizeof *w, cmp_d);
+        bool same = true;
+        for (int64_t i = 0; i < n; i++) same = same && v[i] == w[i];
+        EXPECTF(same, "n = %lld", (long long)n);
+        free(v);
+        free(w);
+    }
+}
+
 int main(void) {
+    test_sort();
     test_percentiles();
     test_requests();
     test_slo_parse();

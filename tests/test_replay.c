@@ -309,7 +309,7 @@ static void test_real_server(const char *dir) {
         snprintf(path, sizeof path, "%s/profile.json", dir);
         char *pargv[] = {"profile", "--model", (char *)model, "--device", "cpu", "--out", path, "--repeats", "1",
                          "--encode-images", "1,2", "--prefill-tokens", "16,64", "--decode-batch", "1,2",
-                         "--decode-context", "16,48", "--decode-steps", "4", "--url", url};
+                         "--decode-context", "16,48", "--decode-steps", "4", "--url", url, "--rounds", "2", "--image-pool", "4", "--seed", "3"};
         EXPECT(ms_bench_profile_main(sizeof pargv / sizeof pargv[0], pargv) == 0);
         ms_cost_model cm;
         ms_error err = {0};
@@ -321,6 +321,31 @@ static void test_real_server(const char *dir) {
             for (int b = 0; b < cm.decode[c].n; b++) positive = positive && cm.decode[c].y[b] > 0;
         for (int i = 0; i < 2; i++) positive = positive && cm.prefill.y[i] > 0 && cm.encode.y[i] > 0;
         EXPECT(positive);
+        /* Two rounds: each point is the mean of the two, with their min and max beside it. */
+        cJSON *pj = read_json(path);
+        EXPECT(jnum(pj, "rounds", NULL, NULL) == 2);
+        const char *curves[] = {"preprocess", "encode", "prefill", "frontend"};
+        for (int c = 0; c < 4; c++) {
+            const cJSON *cv = cJSON_GetObjectItem(pj, curves[c]);
+            const cJSON *mean = cJSON_GetObjectItem(cv, "seconds"), *lo = cJSON_GetObjectItem(cv, "seconds_min"),
+                        *hi = cJSON_GetObjectItem(cv, "seconds_max");
+            EXPECTF(cJSON_GetArraySize(lo) == cJSON_GetArraySize(mean) && cJSON_GetArraySize(hi) ==
+                    cJSON_GetArraySize(mean), "%s", curves[c]);
+            for (int i = 0; i < cJSON_GetArraySize(mean); i++) {
+                const double m = cJSON_GetArrayItem(mean, i)->valuedouble;
+                EXPECTF(cJSON_GetArrayItem(lo, i)->valuedouble <= m + 1e-12 &&
+                        m <= cJSON_GetArrayItem(hi, i)->valuedouble + 1e-12, "%s point %d", curves[c], i);
+            }
+        }
+        const cJSON *dlo = cJSON_GetObjectItem(cJSON_GetObjectItem(pj, "decode"), "seconds_min");
+        EXPECT(cJSON_GetArraySize(dlo) == 2 && cJSON_GetArraySize(cJSON_GetArrayItem(dlo, 1)) == 2);
+        /* Every image of the replayer's pool measured alone (preprocess, front end). */
+        const cJSON *pim = cJSON_GetObjectItem(pj, "images");
+        EXPECT(jnum(pj, "images", "pool", NULL) == 4 && jnum(pj, "images", "seed", NULL) == 3);
+        EXPECT(cJSON_GetArraySize(cJSON_GetObjectItem(pim, "preprocess")) == 4 &&
+               cJSON_GetArraySize(cJSON_GetObjectItem(pim, "frontend")) == 4);
+        EXPECT(cm.images.n == 4 && cm.images.seed == 3 && cm.images.has_frontend && cm.images.preprocess[3] > 0);
+        cJSON_Delete(pj);
     }
     kill(pid, SIGTERM);
     int status;

@@ -206,6 +206,206 @@ static void test_frontend(void) {
     EXPECT(m.frontend.n == 0 && ms_cost_frontend(&m, 3) == 0.0);
 }
 
+/* The mean of two profiles measured at different points: on every curve, at measured
+ * points and between and past them, it is the mean of the two models' own values. */
+static void test_cost_mean(void) {
+    const char *a = "{\"model\":\"m\",\"device\":\"cpu\",\"image_tokens\":64,"
+                    "\"preprocess\":{\"images\":[1],\"seconds\":[0.01]},"
+                    "\"encode\":{\"images\":[1,4],\"seconds\":[0.1,0.25]},"
+                    "\"prefill\":{\"tokens\":[100,200,400],\"seconds\":[1,2,3]},"
+                    "\"decode\":{\"batch\":[1,3],\"context\":[100,300],\"seconds\":[[1,3],[2,6]]},"
+                    "\"frontend\":{\"images\":[0,2],\"seconds\":[0.001,0.005]}}";
+    const char *b = "{\"model\":\"m\",\"device\":\"cpu\",\"image_tokens\":64,"
+                    "\"preprocess\":{\"images\":[2,8],\"seconds\":[0.03,0.1]},"
+                    "\"encode\":{\"images\":[2],\"seconds\":[0.3]},"
+                    "\"prefill\":{\"tokens\":[50,300],\"seconds\":[0.2,4]},"
+                    "\"decode\":{\"batch\":[2,4,8],\"context\":[200],\"seconds\":[[2,3,5]]}}";
+    ms_cost_model ma, mb, mean;
+    ms_error err = {0};
+    MS_CHECK(ms_cost_model_parse(a, &ma, &err) == MS_OK && ms_cost_model_parse(b, &mb, &err) == MS_OK);
+    const ms_cost_model *both[] = {&ma, &mb};
+    EXPECTF(ms_cost_model_mean(both, 2, &mean, &err) == MS_OK, "%s", err.msg);
+    EXPECT(mean.image_tokens == 64 && mean.prefill.n == 5 && mean.n_ctx == 3 && strstr(mean.device, "mean of 2"));
+    for (int32_t x = 0; x <= 12; x++) {
+        EXPECT_NEAR(ms_cost_preprocess(&mean, x), 0.5 * (ms_cost_preprocess(&ma, x) + ms_cost_preprocess(&mb, x)), 1e-12);
+        EXPECT_NEAR(ms_cost_encode(&mean, x), 0.5 * (ms_cost_encode(&ma, x) + ms_cost_encode(&mb, x)), 1e-12);
+        EXPECT_NEAR(ms_cost_frontend(&mean, x), ms_cost_frontend(&ma, x), 1e-12); /* b has none */
+    }
+    /* From the first measured point on (below it b's extension would go negative and is
+     * clamped at 0, which no piecewise-linear mean reproduces). */
+    for (int32_t t = 50; t <= 800; t += 25)
+        EXPECT_NEAR(ms_cost_prefill(&mean, t), 0.5 * (ms_cost_prefill(&ma, t) + ms_cost_prefill(&mb, t)), 1e-12);
+    for (int32_t bs = 1; bs <= 12; bs++)
+        for (double ctx = 50; ctx <= 500; ctx += 37.5)
+            EXPECT_NEAR(ms_cost_decode(&mean, bs, ctx),
+                        0.5 * (ms_cost_decode(&ma, bs, ctx) + ms_cost_decode(&mb, bs, ctx)), 1e-9);
+    /* One profile: itself. Different image_tokens: not the same model. */
+    const ms_cost_model *one[] = {&ma};
+    EXPECT(ms_cost_model_mean(one, 1, &mean, &err) == MS_OK && ms_cost_prefill(&mean, 150) == 1.5);
+    mb.image_tokens = 576;
+    EXPECT(ms_cost_model_mean(both, 2, &mean, &err) == MS_ERR_INVALID && strstr(err.msg, "image_tokens"));
+    /* From files, and the simulator's flag takes several. */
+    char pa[64], pb[64];
+    snprintf(pa, sizeof pa, "testdata/mean-a-%d.json", (int)getpid());
+    snprintf(pb, sizeof pb, "testdata/mean-b-%d.json", (int)getpid());
+    FILE *f = fopen(pa, "w");
+    fputs(a, f);
+    fclose(f);
+    f = fopen(pb, "w");
+    fputs(b, f);
+    fclose(f);
+    const char *paths[] = {pa, pb, "testdata/no-such-profile.json"};
+    EXPECT(ms_cost_model_load_mean(paths, 2, &mean, &err) == MS_OK);
+    EXPECT_NEAR(ms_cost_prefill(&mean, 300), 0.5 * (2.5 + 4), 1e-12);
+    EXPECT(ms_cost_model_load_mean(paths, 3, &mean, &err) == MS_ERR_NOT_FOUND && strstr(err.msg, "no-such-profile"));
+    EXPECT(ms_cost_model_load_mean(paths, 0, &mean, &err) == MS_ERR_INVALID);
+    ms_sim_options o = {0};
+    ms_profile_paths pp = {0};
+    char *argv[] = {"x", "--profile", pa, "--profile", pb};
+    for (int i = 1; i < 5; i++) EXPECT(ms_sim_input_flag(&o, &pp, 5, argv, &i, &err) == 1);
+    EXPECT(pp.n == 2 && !strcmp(pp.path[0], pa) && !strcmp(pp.path[1], pb));
+    remove(pa);
+    remove(pb);
+}
+
+/* Per-image costs: with the profile's pool and seed, each request is charged the images
+ * the replayer sends it (ms_image_pool_pick); with another seed, the per-count curves.
+ * Pool of 4 (seed 7): preprocess 10/20/30/40 ms, front end beyond text-only 0/0/50/0 ms;
+ * text-only front end 1 ms. Request 0 (1 image) sends image 0, request 1 image 3,
+ * request 2 (2 images) images 2 and 3. Requests 10 s apart: nothing queues.
+ * TTFT = front end + preprocess + encode 0.2 + prefill 0.1. */
+static void test_per_image(void) {
+    static const char k_img[] =
+        "{\"model\":\"flat\",\"device\":\"none\",\"image_tokens\":10,"
+        "\"preprocess\":{\"images\":[1,100],\"seconds\":[0.05,0.05]},"
+        "\"encode\":{\"images\":[1,100],\"seconds\":[0.2,0.2]},"
+        "\"prefill\":{\"tokens\":[1,100000],\"seconds\":[0.1,0.1]},"
+        "\"decode\":{\"batch\":[1,1000],\"context\":[1],\"seconds\":[[0.01,0.01]]},"
+        "\"frontend\":{\"images\":[0,1,2],\"seconds\":[0.001,0.002,0.003]},"
+        "\"images\":{\"pool\":4,\"seed\":7,\"preprocess\":[0.01,0.02,0.03,0.04],\"frontend\":[0,0,0.05,0]}}";
+    ms_cost_model m;
+    ms_error err = {0};
+    EXPECTF(ms_cost_model_parse(k_img, &m, &err) == MS_OK, "%s", err.msg);
+    EXPECT(m.images.n == 4 && m.images.seed == 7 && m.images.has_frontend);
+    EXPECT(ms_cost_images_match(&m, 4, 7) && !ms_cost_images_match(&m, 16, 7) && !ms_cost_images_match(&m, 4, 8));
+    ms_sim_options o = {.cost = &m, .max_images = 100, .record_itl = 1, .image_pool = 4};
+    ms_sim_core_options_default(&o.core);
+    ms_trace_select_default(&o.sel);
+    o.sel.seed = 7;
+    const ms_trace_req reqs[] = {
+        {.send_s = 0, .n_images = 1, .context_tokens = 50, .generated_tokens = 1},
+        {.send_s = 10, .n_images = 1, .context_tokens = 50, .generated_tokens = 1},
+        {.send_s = 20, .n_images = 2, .context_tokens = 50, .generated_tokens = 1},
+    };
+    ms_trace_set set = make_set(reqs, 3);
+    ms_bench_run run;
+    ms_sim_stats ss;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK && ss.per_image);
+    const double pre[3] = {0.01, 0.04, 0.07}, fe[3] = {0.001, 0.001, 0.051};
+    for (int i = 0; i < 3; i++) {
+        EXPECTF(run.reqs[i].m.ok, "request %d", i);
+        EXPECT_NEAR(run.reqs[i].stage_end[0], pre[i], 1e-9);
+        EXPECT_NEAR(run.reqs[i].m.ttft_s, fe[i] + pre[i] + 0.3, 1e-9);
+    }
+    ms_bench_run_free(&run);
+    /* Another seed: other images than the profile measured; the curves by count. */
+    o.sel.seed = 8;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK && !ss.per_image);
+    EXPECT_NEAR(run.reqs[0].stage_end[0], 0.05, 1e-9);
+    EXPECT_NEAR(run.reqs[2].stage_end[0], 0.05, 1e-9);
+    EXPECT_NEAR(run.reqs[2].m.ttft_s, 0.003 + 0.05 + 0.3, 1e-9);
+    ms_bench_run_free(&run);
+    free(set.reqs);
+    /* The mean keeps per-image costs only when every profile measured the same pool. */
+    ms_cost_model m2 = m, mean;
+    for (int i = 0; i < 4; i++) m2.images.preprocess[i] *= 3;
+    const ms_cost_model *both[] = {&m, &m2};
+    EXPECT(ms_cost_model_mean(both, 2, &mean, &err) == MS_OK && mean.images.n == 4);
+    EXPECT_NEAR(mean.images.preprocess[1], 0.04, 1e-12);
+    EXPECT_NEAR(mean.images.frontend[2], 0.05, 1e-12);
+    m2.images.seed = 9;
+    EXPECT(ms_cost_model_mean(both, 2, &mean, &err) == MS_OK && mean.images.n == 0);
+    /* Malformed: arrays that do not match the pool. */
+    EXPECT(ms_cost_model_parse("{\"image_tokens\":5,\"preprocess\":{\"images\":[1],\"seconds\":[1]},"
+                               "\"encode\":{\"images\":[1],\"seconds\":[1]},\"prefill\":{\"tokens\":[1],\"seconds\":[1]},"
+                               "\"images\":{\"pool\":3,\"seed\":1,\"preprocess\":[0.1,0.2]},"
+                               "\"decode\":{\"batch\":[1],\"context\":[1],\"seconds\":[[1]]}}",
+                               &m, &err) == MS_ERR_INVALID && strstr(err.msg, "images"));
+}
+
+/* Runs fn(argc, argv) with stdout in a file; returns the exit status, *text the output. */
+static int captured(int (*fn)(int, char **), char **argv, int argc, char **text) {
+    char path[64];
+    snprintf(path, sizeof path, "testdata/out-%d.txt", (int)getpid());
+    fflush(stdout);
+    const int saved = dup(1), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    const int rc = fn(argc, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(fd);
+    close(saved);
+    *text = ms_test_read_file(path, NULL);
+    remove(path);
+    return rc;
+}
+
+/* `bench compare` on two simulated reports of one window: the same profile gives 0%
+ * everywhere; a profile with every prefill twice as long moves TTFT by more than 15%
+ * (exit 1), which a wide enough tolerance accepts; bad input exits 2. The hand example:
+ * one text request, prefill 0.1 s vs 0.2 s: TTFT 100 vs 200 ms, +100%. */
+static void test_compare(void) {
+    ms_cost_model m1, m2;
+    ms_error err = {0};
+    MS_CHECK(ms_cost_model_parse(k_flat, &m1, &err) == MS_OK);
+    m2 = m1;
+    for (int i = 0; i < m2.prefill.n; i++) m2.prefill.y[i] *= 2;
+    const ms_trace_req reqs[] = {{.send_s = 0, .context_tokens = 100, .generated_tokens = 3}};
+    ms_trace_set set = make_set(reqs, 1);
+    char dirs[3][64];
+    const ms_cost_model *models[3] = {&m1, &m1, &m2};
+    for (int k = 0; k < 3; k++) {
+        snprintf(dirs[k], sizeof dirs[k], "testdata/compare-%d-%d", (int)getpid(), k);
+        ms_sim_options o = {.cost = models[k], .max_images = 100, .record_itl = 1};
+        ms_sim_core_options_default(&o.core);
+        ms_bench_run run;
+        ms_sim_stats ss;
+        MS_CHECK(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+        run.kind = "simulate";
+        EXPECTF(ms_report_write(&run, dirs[k], false, &err) == MS_OK, "%s", err.msg);
+        ms_bench_run_free(&run);
+    }
+    free(set.reqs);
+    char *out = NULL;
+    char *same[] = {"compare", dirs[0], dirs[1]};
+    EXPECT(captured(ms_bench_compare_main, same, 3, &out) == 0);
+    EXPECTF(out && strstr(out, "2 of 2 checked numbers within 15.0%"), "%s", out ? out : "");
+    free(out);
+    char *twice[] = {"compare", dirs[0], dirs[2]};
+    EXPECT(captured(ms_bench_compare_main, twice, 3, &out) == 1);
+    EXPECTF(out && strstr(out, "overall.ttft.p50: 100.0 ms vs 200.0 ms: +100.0% OUTSIDE"), "%s", out ? out : "");
+    free(out);
+    char *wide[] = {"compare", dirs[0], dirs[2], "--tolerance", "150", "--check", "text.ttft.p99,overall.e2e.mean"};
+    EXPECT(captured(ms_bench_compare_main, wide, 7, &out) == 0);
+    /* E2E: 0.1 + 2 decode steps of 0.01 = 120 ms vs 220 ms. */
+    EXPECTF(out && strstr(out, "overall.e2e.mean: 120.0 ms vs 220.0 ms: +83.3% within"), "%s", out ? out : "");
+    free(out);
+    char *image[] = {"compare", dirs[0], dirs[2], "--check", "image.ttft.p50"}; /* no image request: missing */
+    EXPECT(captured(ms_bench_compare_main, image, 5, &out) == 1);
+    EXPECT(out && strstr(out, "MISSING"));
+    free(out);
+    char *bad_check[] = {"compare", dirs[0], dirs[2], "--check", "overall.ttft.p42"};
+    EXPECT(captured(ms_bench_compare_main, bad_check, 5, &out) == 2);
+    free(out);
+    char *missing[] = {"compare", dirs[0], "testdata/no-such-report"};
+    EXPECT(captured(ms_bench_compare_main, missing, 3, &out) == 2);
+    free(out);
+    char *one[] = {"compare", dirs[0]};
+    EXPECT(captured(ms_bench_compare_main, one, 2, &out) == 2);
+    free(out);
+    for (int k = 0; k < 3; k++) ms_test_system("rm -rf %s", dirs[k]);
+}
+
 /* Runs `bench tune`, returns its stdout. */
 static char *tune_output(char **argv, int argc) {
     char path[64];
@@ -259,7 +459,7 @@ static void test_tune(void) {
     ms_error err = {0};
     MS_CHECK(ms_cost_model_load(ppath, &m, &err) == MS_OK);
     ms_sim_options o = {.cost = &m, .max_images = 100, .record_itl = 0, .slo = {.ttft_s = 1.5}};
-    ms_core_options_default(&o.core);
+    ms_sim_core_options_default(&o.core); /* as tune */
     o.core.encode_max_batch_images = 2;
     ms_trace_select sel;
     ms_trace_select_default(&sel);
@@ -290,6 +490,9 @@ int main(void) {
     test_timelines();
     test_shared_cores();
     test_frontend();
+    test_cost_mean();
+    test_per_image();
+    test_compare();
     test_tune();
     return ms_test_finish("test_simulate");
 }
