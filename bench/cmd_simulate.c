@@ -208,9 +208,13 @@ int ms_bench_simulate_main(int argc, char **argv) {
         return 1;
     }
     char target[512];
-    snprintf(target, sizeof target, "%s: encode %d, prefill %d, decode %d (profile %s on %s)",
-             o.core.mode == MS_MODE_MONOLITHIC ? "monolithic" : "disagg", o.core.workers[MS_STAGE_ENCODE],
-             o.core.workers[MS_STAGE_PREFILL], o.core.workers[MS_STAGE_DECODE], cost.model, cost.device);
+    if (o.core.mode == MS_MODE_MONOLITHIC) /* one pool of LLM workers runs every stage */
+        snprintf(target, sizeof target, "monolithic: %d LLM workers (profile %s on %s)",
+                 o.core.workers[MS_STAGE_DECODE], cost.model, cost.device);
+    else
+        snprintf(target, sizeof target, "disagg: encode %d, prefill %d, decode %d (profile %s on %s)",
+                 o.core.workers[MS_STAGE_ENCODE], o.core.workers[MS_STAGE_PREFILL], o.core.workers[MS_STAGE_DECODE],
+                 cost.model, cost.device);
     run.target = target;
     ms_report_console(&run, stdout);
     printf("\nimage costs: %s\n", ss.per_image ? "each request's own images (the profile measured this pool)"

@@ -10,13 +10,24 @@
  * All chunks are packed into one [T, H] activation. K/V of the new tokens go into the
  * paged cache first; attention then reads them from there. When every chunk starts at
  * position 0 (plain prefill) the causal attention op runs on the fresh q/k/v directly
- * (no gather from cache blocks); any chunk that continues a cached sequence (chunked
- * prefill, decode) makes the whole batch use the paged attention op.
+ * (no gather from cache blocks); chunks that continue a cached sequence (chunked
+ * prefill, decode) use the paged attention op. A batch mixing both runs attention per
+ * group of consecutive sequences of one kind: a monolithic worker's batch (decode tokens,
+ * then fresh prefills) keeps the causal path for its prefills, which on the CPU backend
+ * took 100 ms through the paged op beside one decode token vs 70 ms alone (900 tokens).
  */
 #include <math.h>
 #include <string.h>
 
 #include "llm/llama_internal.h"
+
+/* Consecutive sequences [seq0, seq0 + nseq) that are all fresh or all continuing. */
+typedef struct attn_group {
+    int32_t seq0, nseq;
+    bool fresh;
+    int32_t max_q, max_ctx;
+    int32_t *cu_q;             /* (nseq + 1) the group's own offsets, from 0 */
+} attn_group;
 
 /* Host-side index arrays for one batch. */
 typedef struct batch_plan {
@@ -32,6 +43,8 @@ typedef struct batch_plan {
     int32_t *img_count;        /* (nseq) image rows of each chunk */
     int32_t max_q, max_ctx, max_blocks;
     bool all_fresh;            /* every chunk starts at position 0 */
+    int32_t n_groups;          /* attention groups: runs of sequences of one kind */
+    attn_group *groups;        /* (n_groups) */
 } batch_plan;
 
 static void plan_free(batch_plan *p) {
@@ -44,6 +57,8 @@ static void plan_free(batch_plan *p) {
     free(p->tables);
     free(p->img_idx);
     free(p->img_count);
+    for (int32_t g = 0; g < p->n_groups; g++) free(p->groups[g].cu_q);
+    free(p->groups);
 }
 
 /* Validates the chunks (bad ids/positions/images are input errors; inconsistent block
@@ -78,6 +93,18 @@ static ms_status plan_build(const ms_llama *m, const ms_kv_cache *kv, const ms_l
     }
     MS_CHECK(T <= INT32_MAX);
     p->n_tokens = (int32_t)T;
+    p->groups = ms_xcalloc((size_t)nseq, sizeof *p->groups);
+    for (int32_t s = 0; s < nseq; s++) {
+        const bool fresh = seqs[s].pos0 == 0;
+        attn_group *g = p->n_groups ? &p->groups[p->n_groups - 1] : NULL;
+        if (!g || g->fresh != fresh) {
+            g = &p->groups[p->n_groups++];
+            *g = (attn_group){.seq0 = s, .fresh = fresh};
+        }
+        g->nseq++;
+        if (seqs[s].n_tokens > g->max_q) g->max_q = seqs[s].n_tokens;
+        if (seqs[s].pos0 + seqs[s].n_tokens > g->max_ctx) g->max_ctx = seqs[s].pos0 + seqs[s].n_tokens;
+    }
     p->ids = ms_xmalloc((size_t)T * sizeof(int32_t));
     p->pos = ms_xmalloc((size_t)T * sizeof(int32_t));
     p->slots = ms_xmalloc((size_t)T * sizeof(int32_t));
@@ -128,6 +155,11 @@ static ms_status plan_build(const ms_llama *m, const ms_kv_cache *kv, const ms_l
         p->ctx_lens[s] = end;
         p->last[s] = t - 1;
     }
+    for (int32_t g = 0; g < p->n_groups; g++) {
+        attn_group *G = &p->groups[g];
+        G->cu_q = ms_xmalloc((size_t)(G->nseq + 1) * sizeof(int32_t));
+        for (int32_t k = 0; k <= G->nseq; k++) G->cu_q[k] = p->cu_q[G->seq0 + k] - p->cu_q[G->seq0];
+    }
     return MS_OK;
 }
 
@@ -149,6 +181,39 @@ static void embed_batch(ms_ctx *ctx, const ms_llama *m, const ms_llama_seq *seqs
         ms_tensor idx = ms_ctx_upload_i32(ctx, p->img_idx + off, 1, &n); /* i32[n] */
         ms_op_scatter_rows(ctx, x, &src, &idx);
         off += (int32_t)n;
+    }
+}
+
+/* One attention group's device-side indices and its rows in the packed batch. */
+typedef struct group_io {
+    ms_tensor cu_q, ctx_lens, tables;
+    int64_t row0, rows;
+} group_io;
+
+/* [rows, heads, D] view of rows [row0, row0 + rows) of a packed [T, heads * D] tensor. */
+static ms_tensor rows_3d(const ms_tensor *t, int64_t row0, int64_t rows, int64_t heads, int64_t D) {
+    const ms_tensor r = ms_tensor_row_view(t, row0, rows);
+    const int64_t shape[3] = {rows, heads, D};
+    return ms_tensor_reshape(&r, 3, shape);
+}
+
+/* Layer l's attention group by group: fresh groups on their own q/k/v (causal op),
+ * continuing ones through the cache (paged op). att, q: [T, Hq*D]; k, v: [T, Hkv*D]. */
+static void attention_groups(ms_ctx *ctx, const batch_plan *p, const group_io *gio, ms_kv_cache *kv, int32_t l,
+                             ms_tensor *att, const ms_tensor *q, const ms_tensor *k, const ms_tensor *v,
+                             int64_t Hq, int64_t Hkv, int64_t D, float scale) {
+    for (int32_t g = 0; g < p->n_groups; g++) {
+        const attn_group *G = &p->groups[g];
+        ms_tensor att_g = rows_3d(att, gio[g].row0, gio[g].rows, Hq, D);  /* [rows, Hq, D] */
+        ms_tensor q_g = rows_3d(q, gio[g].row0, gio[g].rows, Hq, D);      /* [rows, Hq, D] */
+        if (G->fresh) {
+            ms_tensor k_g = rows_3d(k, gio[g].row0, gio[g].rows, Hkv, D); /* [rows, Hkv, D] */
+            ms_tensor v_g = rows_3d(v, gio[g].row0, gio[g].rows, Hkv, D); /* [rows, Hkv, D] */
+            ms_op_attention(ctx, &att_g, &q_g, &k_g, &v_g, &gio[g].cu_q, G->max_q, true, scale);
+        } else {
+            ms_op_attention_paged(ctx, &att_g, &q_g, &kv->k[l], &kv->v[l], &gio[g].tables, &gio[g].cu_q,
+                                  &gio[g].ctx_lens, G->max_q, G->max_ctx, scale);
+        }
     }
 }
 
@@ -196,6 +261,18 @@ ms_status ms_llama_forward(ms_ctx *ctx, const ms_llama *m, ms_kv_cache *kv,
     ms_tensor v_h = ms_tensor_reshape(&v, 3, kv3);              /* [T, Hkv, D] */
     ms_tensor att_h = ms_tensor_reshape(&att, 3, q3);           /* [T, Hq, D] */
 
+    /* A batch of fresh and continuing sequences: each group's own index tensors. */
+    group_io *gio = p.n_groups > 1 ? ms_xcalloc((size_t)p.n_groups, sizeof *gio) : NULL;
+    for (int32_t g = 0; gio && g < p.n_groups; g++) {
+        const attn_group *G = &p.groups[g];
+        const int64_t n = G->nseq, n1 = G->nseq + 1, tshape[2] = {G->nseq, p.max_blocks};
+        gio[g].cu_q = ms_ctx_upload_i32(ctx, G->cu_q, 1, &n1);                       /* i32[n+1] */
+        gio[g].ctx_lens = ms_ctx_upload_i32(ctx, p.ctx_lens + G->seq0, 1, &n);        /* i32[n] */
+        gio[g].tables = ms_ctx_upload_i32(ctx, p.tables + (size_t)G->seq0 * p.max_blocks, 2, tshape);
+        gio[g].row0 = p.cu_q[G->seq0];
+        gio[g].rows = p.cu_q[G->seq0 + G->nseq] - p.cu_q[G->seq0];
+    }
+
     embed_batch(ctx, m, seqs, nseq, &p, &resid);
     ms_op_rmsnorm(ctx, &xn, &resid, &m->layers[0].input_norm, c->rms_norm_eps);
     for (int32_t l = 0; l < c->num_hidden_layers; l++) {
@@ -206,7 +283,9 @@ ms_status ms_llama_forward(ms_ctx *ctx, const ms_llama *m, ms_kv_cache *kv,
         ms_op_rope(ctx, &q_h, &pos, c->rope_theta);
         ms_op_rope(ctx, &k_h, &pos, c->rope_theta);
         ms_op_kv_write(ctx, &kv->k[l], &kv->v[l], &k_h, &v_h, &slots);
-        if (p.all_fresh)
+        if (gio)
+            attention_groups(ctx, &p, gio, kv, l, &att, &q, &k, &v, Hq, Hkv, D, scale);
+        else if (p.all_fresh)
             ms_op_attention(ctx, &att_h, &q_h, &k_h, &v_h, &cu_q, p.max_q, true, scale);
         else
             ms_op_attention_paged(ctx, &att_h, &q_h, &kv->k[l], &kv->v[l], &tables, &cu_q,
@@ -230,6 +309,7 @@ ms_status ms_llama_forward(ms_ctx *ctx, const ms_llama *m, ms_kv_cache *kv,
     ms_op_rmsnorm(ctx, &n_last, &h_last, &m->norm, c->rms_norm_eps);
     *logits = ms_ctx_tensor_2d(ctx, MS_DTYPE_F32, nseq, c->vocab_size); /* f32[nseq, V] */
     ms_op_matmul(ctx, logits, &n_last, &m->lm_head, NULL);
+    free(gio);
     plan_free(&p);
     return MS_OK;
 }

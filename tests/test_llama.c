@@ -297,7 +297,9 @@ static void test_chunked_prefill(int32_t bs, const ms_tensor *img) {
 }
 
 /* A mixed batch (fresh prefill with an image, a chunk continuing a cached prompt, a
- * decode step) equals each sequence alone; a batch of fresh prefills too. */
+ * decode step) equals each sequence alone, in two orders: fresh first (two attention
+ * groups: causal, then paged) and fresh between the continuing ones (three groups);
+ * a batch of fresh prefills too. */
 static void test_batch_equals_alone(const ms_tensor *img) {
     const int32_t bs = 4;
     int32_t a[128], b[40], c[40];
@@ -307,7 +309,8 @@ static void test_batch_equals_alone(const ms_tensor *img) {
     const int32_t b_pre = 17, c_pre = 13; /* cached before the batch */
     float *alone = malloc((size_t)3 * F.V * sizeof *alone);
     float *batch = malloc((size_t)3 * F.V * sizeof *batch);
-    for (int mode = 0; mode < 2; mode++) {
+    static const int orders[2][3] = {{0, 1, 2}, {2, 0, 1}};
+    for (int mode = 0; mode < 3; mode++) {
         ms_kv_cache *kv = new_cache(64, bs);
         int32_t ta[32], tb[16], tc[16];
         MS_CHECK(ms_kv_alloc(kv, ms_kv_blocks_for(kv, na), ta));
@@ -318,7 +321,7 @@ static void test_batch_equals_alone(const ms_tensor *img) {
         ms_error err = {0};
         EXPECT(forward(kv, &sb0, 1, NULL, &err) == MS_OK);
         EXPECT(forward(kv, &sc0, 1, NULL, &err) == MS_OK);
-        ms_llama_seq s[3] = {
+        const ms_llama_seq s[3] = {
             {a, na, 0, img, 0, ta, ms_kv_blocks_for(kv, na)},
             {b + b_pre, 23 - b_pre, b_pre, NULL, 0, tb, ms_kv_blocks_for(kv, 23)},
             {c + c_pre, 1, c_pre, NULL, 0, tc, ms_kv_blocks_for(kv, 14)},
@@ -326,13 +329,15 @@ static void test_batch_equals_alone(const ms_tensor *img) {
         if (mode == 0) {
             for (int i = 0; i < 3; i++) EXPECT(forward(kv, &s[i], 1, alone + (size_t)i * F.V, &err) == MS_OK);
         } else {
-            EXPECT(forward(kv, s, 3, batch, &err) == MS_OK);
+            const int *o = orders[mode - 1];
+            const ms_llama_seq in_order[3] = {s[o[0]], s[o[1]], s[o[2]]};
+            EXPECT(forward(kv, in_order, 3, batch, &err) == MS_OK);
+            for (int i = 0; i < 3; i++) {
+                double d = row_diff(alone + (size_t)o[i] * F.V, batch + (size_t)i * F.V, F.V);
+                EXPECTF(d < 1e-5, "mixed batch (order %d), sequence %d: batch vs alone diff %g", mode, o[i], d);
+            }
         }
         ms_kv_cache_free(kv);
-    }
-    for (int i = 0; i < 3; i++) {
-        double d = row_diff(alone + (size_t)i * F.V, batch + (size_t)i * F.V, F.V);
-        EXPECTF(d < 1e-5, "mixed batch, sequence %d: batch vs alone diff %g", i, d);
     }
     /* All fresh prefills (the non-paged attention path) in one batch. */
     prefill(bs, a, na, img, alone);
