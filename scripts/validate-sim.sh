@@ -8,7 +8,7 @@
 # One CPU thread per worker (`--threads 1`), and simulate shares the host's cores among
 # the workers (--shared-cores). The machine's speed can drift between minutes, so the
 # profile is taken before and after the replays (with --rounds) and simulate uses the
-# mean of the two. Nothing else should run on the machine meanwhile. About 25 minutes.
+# mean of the two. Nothing else should run on the machine meanwhile. About 20 minutes.
 #
 # usage: scripts/validate-sim.sh [OUT_DIR]   (default build-rel/validate)
 # env:   MODSERVE_BUILD (default build-rel), VALIDATE_ROUNDS (profile rounds, default 2)

@@ -408,19 +408,8 @@ static void test_compare(void) {
 
 /* Runs `bench tune`, returns its stdout. */
 static char *tune_output(char **argv, int argc) {
-    char path[64];
-    snprintf(path, sizeof path, "testdata/tune-%d.txt", (int)getpid());
-    fflush(stdout);
-    const int saved = dup(1), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    const int rc = ms_bench_tune_main(argc, argv);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(fd);
-    close(saved);
-    char *s = ms_test_read_file(path, NULL);
-    remove(path);
-    EXPECT(rc == 0);
+    char *s = NULL;
+    EXPECT(captured(ms_bench_tune_main, argv, argc, &s) == 0);
     return s;
 }
 
