@@ -42,7 +42,6 @@ typedef struct batch_plan {
     int32_t *img_idx;          /* (T) packed rows that take image features, grouped per seq */
     int32_t *img_count;        /* (nseq) image rows of each chunk */
     int32_t max_q, max_ctx, max_blocks;
-    bool all_fresh;            /* every chunk starts at position 0 */
     int32_t n_groups;          /* attention groups: runs of sequences of one kind */
     attn_group *groups;        /* (n_groups) */
 } batch_plan;
@@ -69,7 +68,6 @@ static ms_status plan_build(const ms_llama *m, const ms_kv_cache *kv, const ms_l
     const int32_t bs = kv->block_size;
     memset(p, 0, sizeof *p);
     int64_t T = 0;
-    p->all_fresh = true;
     for (int32_t s = 0; s < nseq; s++) {
         const ms_llama_seq *q = &seqs[s];
         MS_CHECKF(q->n_tokens > 0 && q->pos0 >= 0 && q->image_row0 >= 0,
@@ -85,7 +83,6 @@ static ms_status plan_build(const ms_llama *m, const ms_kv_cache *kv, const ms_l
                   "llama: sequence %d: %d blocks of %d do not cover %lld positions", s,
                   q->n_blocks, bs, (long long)end);
         T += q->n_tokens;
-        if (q->pos0 != 0) p->all_fresh = false;
         if (q->n_tokens > p->max_q) p->max_q = q->n_tokens;
         if (end > p->max_ctx) p->max_ctx = (int32_t)end;
         int32_t need_blocks = (int32_t)((end + bs - 1) / bs);
@@ -285,7 +282,7 @@ ms_status ms_llama_forward(ms_ctx *ctx, const ms_llama *m, ms_kv_cache *kv,
         ms_op_kv_write(ctx, &kv->k[l], &kv->v[l], &k_h, &v_h, &slots);
         if (gio)
             attention_groups(ctx, &p, gio, kv, l, &att, &q, &k, &v, Hq, Hkv, D, scale);
-        else if (p.all_fresh)
+        else if (p.groups[0].fresh) /* one group: every chunk fresh, or none */
             ms_op_attention(ctx, &att_h, &q_h, &k_h, &v_h, &cu_q, p.max_q, true, scale);
         else
             ms_op_attention_paged(ctx, &att_h, &q_h, &kv->k[l], &kv->v[l], &tables, &cu_q,

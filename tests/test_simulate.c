@@ -21,6 +21,13 @@ static const char k_flat[] =
     "\"prefill\":{\"tokens\":[1,100000],\"seconds\":[0.1,0.1]},"
     "\"decode\":{\"batch\":[1,1000],\"context\":[1],\"seconds\":[[0.01,0.01]]}}";
 
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    MS_CHECK(f != NULL);
+    fputs(text, f);
+    fclose(f);
+}
+
 static void test_cost_model(void) {
     ms_cost_model m;
     ms_error err = {0};
@@ -248,12 +255,8 @@ static void test_cost_mean(void) {
     char pa[64], pb[64];
     snprintf(pa, sizeof pa, "testdata/mean-a-%d.json", (int)getpid());
     snprintf(pb, sizeof pb, "testdata/mean-b-%d.json", (int)getpid());
-    FILE *f = fopen(pa, "w");
-    fputs(a, f);
-    fclose(f);
-    f = fopen(pb, "w");
-    fputs(b, f);
-    fclose(f);
+    write_text(pa, a);
+    write_text(pb, b);
     const char *paths[] = {pa, pb, "testdata/no-such-profile.json"};
     EXPECT(ms_cost_model_load_mean(paths, 2, &mean, &err) == MS_OK);
     EXPECT_NEAR(ms_cost_prefill(&mean, 300), 0.5 * (2.5 + 4), 1e-12);
@@ -424,10 +427,8 @@ static void test_tune(void) {
     char ppath[64], tpath[64];
     snprintf(ppath, sizeof ppath, "testdata/tune-prof-%d.json", (int)getpid());
     snprintf(tpath, sizeof tpath, "testdata/tune-trace-%d.csv", (int)getpid());
-    FILE *f = fopen(ppath, "w");
-    fputs(prof, f);
-    fclose(f);
-    f = fopen(tpath, "w");
+    write_text(ppath, prof);
+    FILE *f = fopen(tpath, "w");
     fprintf(f, "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n");
     for (int i = 0; i < 120; i++) /* one request every 0.25 s, every other one with 2 images */
         fprintf(f, "2024-10-15T12:00:%02d.%03dZ,%d,%d,%d\n", i / 4, (i % 4) * 250, i % 2 ? 2 : 0, 100 + i, 5 + i % 7);
