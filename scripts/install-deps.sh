@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
       libopenblas-dev libcjson-dev libstb-dev libjpeg62-turbo-dev zlib1g-dev
       libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev libicu-dev
-      gnuplot-nox curl prometheus clang libclang-rt-14-dev)
+      gnuplot-nox curl prometheus clang libclang-rt-14-dev python3-venv)
 # node and npm may come from another source already (npm bundled with node): only
 # install Debian's when the commands are missing.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)

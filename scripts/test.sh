@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# The test command: install what is missing, build with ASan + UBSan (the CUDA backend
+# The test command: install what is missing (Debian packages, the Python reference
+# environment of scripts/pyref.sh), build with ASan + UBSan (the CUDA backend
 # too when a toolkit is present, so it always compiles), run the short fuzz runs (when
 # clang is present) and then every test with ctest. GPU tests report "skipped" on a
 # machine without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# The reference environment (transformers, tokenizers, Pillow, openai; tests/ref/). If it
+# cannot be built the reference tests fail; MODSERVE_NO_PYREF=1 skips them by choice.
+pyref=""
+if [ "${MODSERVE_NO_PYREF:-0}" != 1 ]; then
+  pyref=$(bash scripts/pyref.sh | tail -n 1) || { echo "test.sh: the reference environment could not be built: reference tests will fail"; pyref=""; }
+fi
 build=${MODSERVE_TEST_BUILD:-build-test}
 jobs=$(nproc)
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DMODSERVE_SANITIZE=ON
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DMODSERVE_SANITIZE=ON -DMODSERVE_PYREF_PYTHON="$pyref"
 cmake --build "$build" -j "$jobs"
 # CUDA's runtime needs the shadow gap unprotected to even report "no device" under ASan.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-protect_shadow_gap=0:detect_leaks=1:abort_on_error=0}
