@@ -383,12 +383,19 @@ enum MHD_Result ms_api_generate(ms_conn *c) {
     const int64_t expanded = n_ids + (int64_t)r.n_images * (s->mcfg->image_seq_length - 1);
     int64_t max_tokens = r.max_tokens ? r.max_tokens : s->max_model_len - expanded;
     if (max_tokens < 1 || expanded + max_tokens > s->max_model_len) {
+        /* The message is built before r is freed: freeing zeroes it (max_tokens too). */
+        if (r.max_tokens)
+            ms_api_fail(&e, 400, "max_tokens", "context_length_exceeded",
+                        "this model's maximum context length is %d tokens; the request has %lld prompt tokens and "
+                        "asks for %d more (max_tokens)",
+                        s->max_model_len, (long long)expanded, r.max_tokens);
+        else
+            ms_api_fail(&e, 400, chat ? "messages" : "prompt", "context_length_exceeded",
+                        "this model's maximum context length is %d tokens; the prompt alone has %lld tokens (images "
+                        "expanded), leaving no room for output",
+                        s->max_model_len, (long long)expanded);
         free(ids);
         ms_api_request_free(&r);
-        ms_api_fail(&e, 400, r.max_tokens ? "max_tokens" : "messages", "context_length_exceeded",
-                    "this model's maximum context length is %d tokens; the request has %lld prompt tokens and asks "
-                    "for %lld more",
-                    s->max_model_len, (long long)expanded, (long long)(r.max_tokens ? r.max_tokens : 1));
         return ms_http_reply_error(c, &e);
     }
     ms_gen *g = ms_xcalloc(1, sizeof *g);

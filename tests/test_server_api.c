@@ -315,6 +315,40 @@ static void test_hostile(void) {
     EXPECTF(st == 200, "allowed local image: %ld", st);
 }
 
+/* A request over the context names the field at fault and the counts it was refused for
+ * (max_tokens as asked; the prompt's own length when max_tokens is absent). */
+static void expect_context_error(const char *path, const char *body, const char *param, const char *count) {
+    long st;
+    cJSON *j = post_json(path, body, &st);
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
+    const char *msg = jstr(err, "message");
+    EXPECTF(st == 400 && !strcmp(jstr(err, "code"), "context_length_exceeded") && !strcmp(jstr(err, "param"), param),
+            "%s: status %ld code '%s' param '%s' (want '%s')", path, st, jstr(err, "code"), jstr(err, "param"), param);
+    EXPECTF(strstr(msg, count) != NULL, "%s: message '%s' lacks '%s'", path, msg, count);
+    cJSON_Delete(j);
+}
+
+static void test_context_errors(void) {
+    http_resp r;
+    EXPECT(http_call(&g_srv, "GET", "/v1/models", NULL, 0, NULL, &r) && r.status == 200);
+    cJSON *j = cJSON_Parse(r.body);
+    const int ctx = (int)jnum(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "data"), 0), "max_model_len");
+    cJSON_Delete(j);
+    http_resp_free(&r);
+    EXPECT(ctx > 16);
+    expect_context_error("/v1/chat/completions", "{" USER_X ",\"max_tokens\":100000}", "max_tokens",
+                         "asks for 100000 more");
+    char count[64];
+    snprintf(count, sizeof count, "prompt alone has %d tokens", ctx + 3);
+    /* Completions with ctx + 3 token ids and no max_tokens: the prompt is at fault. */
+    char *body = malloc((size_t)ctx * 4 + 64);
+    size_t n = (size_t)sprintf(body, "{\"prompt\":[1");
+    for (int i = 1; i < ctx + 3; i++) n += (size_t)sprintf(body + n, ",%d", 5 + i % 200);
+    strcpy(body + n, "]}");
+    expect_context_error("/v1/completions", body, "prompt", count);
+    free(body);
+}
+
 /* ---- 200 concurrent streams ---- */
 enum { N_CONC = 200, N_VARIANTS = 8 };
 
@@ -462,6 +496,7 @@ int main(void) {
     test_equal_to_run();
     test_stream_and_stop();
     test_hostile();
+    test_context_errors();
     test_concurrent();
     test_metrics();
     test_sigterm();
