@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "tests/test_server_util.h"
 #include "tests/test_util.h"
 
@@ -41,6 +43,36 @@ static double metric(const char *name) {
     return v;
 }
 
+/* The four pool sizes as /metrics reports them ("preprocess=2 encode=1 ..."). */
+static void pools_text(char *out, size_t cap) {
+    static const char *names[] = {"preprocess", "encode", "prefill", "decode"};
+    out[0] = 0;
+    for (int i = 0; i < 4; i++) {
+        char m[96];
+        snprintf(m, sizeof m, "modserve_stage_workers{stage=\"%s\"}", names[i]);
+        const size_t n = strlen(out);
+        snprintf(out + n, cap - n, "%s%s=%g", i ? " " : "", names[i], metric(m));
+    }
+}
+
+/* A body with valid and invalid stages is refused whole: no pool changes, and the error
+ * names the field at fault. */
+static void expect_refused_unchanged(const char *body, const char *param, const char *code) {
+    char before[256], after[256], *resp = NULL;
+    pools_text(before, sizeof before);
+    const long st = call("POST", "/admin/workers", body, "sekret", &resp);
+    cJSON *j = cJSON_Parse(resp);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "param"), *c = cJSON_GetObjectItemCaseSensitive(e, "code");
+    EXPECTF(st == 400 && cJSON_IsString(p) && !strcmp(p->valuestring, param) && cJSON_IsString(c) &&
+                !strcmp(c->valuestring, code),
+            "%s: %ld %s (want param %s, code %s)", body, st, resp, param, code);
+    cJSON_Delete(j);
+    free(resp);
+    pools_text(after, sizeof after);
+    EXPECTF(!strcmp(before, after), "%s changed the pools: %s -> %s", body, before, after);
+}
+
 static void test_auth_admin(void) {
     const char *chat = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}";
     char *body = NULL;
@@ -60,8 +92,24 @@ static void test_auth_admin(void) {
     EXPECT(call("POST", "/admin/workers", "{\"bogus\":1}", "sekret", NULL) == 400);
     EXPECT(call("POST", "/admin/workers", "{\"encode\":0}", "sekret", NULL) == 400);
     EXPECT(call("POST", "/admin/workers", "[1]", "sekret", NULL) == 400);
+    expect_refused_unchanged("{\"encode\":3,\"decode\":0}", "decode", "invalid_value");
+    expect_refused_unchanged("{\"encode\":3,\"bogus\":1}", "bogus", "unknown_pool");
     EXPECT(call("POST", "/admin/workers", "{\"decode\":1}", "sekret", NULL) == 200);
     EXPECT(call("POST", "/v1/chat/completions", chat, "sekret", NULL) == 200); /* still serving */
+}
+
+/* The engine's own refusal comes after other pools were resized: they are put back.
+ * The engine never reuses a removed worker's slot and has a fixed number of them, so
+ * growing and shrinking the encode pool over and over runs out of slots. */
+static void test_admin_put_back(void) {
+    bool refused = false;
+    for (int i = 0; i < 16 && !refused; i++) {
+        refused = call("POST", "/admin/workers", "{\"encode\":256}", "sekret", NULL) == 400;
+        EXPECT(call("POST", "/admin/workers", "{\"encode\":1}", "sekret", NULL) == 200);
+    }
+    EXPECTF(refused, "the encode pool never ran out of worker slots");
+    expect_refused_unchanged("{\"preprocess\":3,\"encode\":256}", "encode", "resize_refused");
+    EXPECT(call("POST", "/v1/completions", "{\"prompt\":[1,5,6],\"max_tokens\":2}", "sekret", NULL) == 200);
 }
 
 typedef struct stream_state {
@@ -154,6 +202,25 @@ static void test_drain_timeout(void) {
     free(body);
 }
 
+/* Monolithic mode has no encode or prefill pool: naming one beside a valid pool refuses
+ * the whole body (the valid pool used to be resized before the refusal). */
+static void test_admin_monolithic(const char *model) {
+    if (!srv_start(&g_srv, model, "--api-key sekret --mode monolithic")) {
+        EXPECTF(false, "monolithic server did not start");
+        return;
+    }
+    expect_refused_unchanged("{\"preprocess\":3,\"encode\":2}", "encode", "pool_not_used");
+    expect_refused_unchanged("{\"prefill\":2,\"decode\":3}", "prefill", "pool_not_used");
+    char *body = NULL;
+    EXPECT(call("POST", "/admin/workers", "{\"preprocess\":3,\"decode\":2}", "sekret", &body) == 200);
+    EXPECTF(strstr(body, "\"preprocess\":3") && strstr(body, "\"decode\":2"), "%s", body);
+    free(body);
+    char pools[256];
+    pools_text(pools, sizeof pools);
+    EXPECTF(strstr(pools, "preprocess=3 ") && strstr(pools, "decode=2"), "%s", pools);
+    EXPECT(srv_stop(&g_srv, SIGTERM, 60) == 0);
+}
+
 int main(void) {
     curl_global_init(CURL_GLOBAL_ALL);
     const char *model = ms_test_tiny_model(1, "f32");
@@ -162,8 +229,10 @@ int main(void) {
         return 1;
     }
     test_auth_admin();
+    test_admin_put_back();
     test_overload_disconnect();
     test_drain_timeout();
+    test_admin_monolithic(model);
     curl_global_cleanup();
     return ms_test_finish("test_server_admin");
 }
