@@ -125,7 +125,7 @@ static void good_runs(const char *img1, const char *img2) {
         EXPECT(run("--model %s --prompt 'no image here <image>' --max-tokens 2", model) == 1);
         EXPECT(err_has("image"));
     } else {
-        printf("test_run: model has no tokenizer.json, --prompt not tested\n");
+        EXPECTF(false, "%s is missing (`modserve model init` writes one): --prompt cannot be tested", tokpath);
     }
     free(a);
 }
