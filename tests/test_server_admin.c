@@ -1,7 +1,10 @@
 /*
  * The server's guard rails, against a `modserve serve` child process with an API key and
  * a queue of one request: 401 without or with a wrong key (not on /health), pool
- * resizing through POST /admin/workers, 503 with Retry-After when the queue is full, and
+ * resizing through POST /admin/workers (a body is applied whole or not at all: after a
+ * refused body every pool is read back unchanged, also on a monolithic server and after
+ * an engine refusal that came once another pool had grown), 503 with Retry-After when
+ * the queue is full, and
  * a client that disconnects mid-stream gets its request cancelled and its KV blocks
  * freed (seen in /metrics). The long stream is greedy with 4000 tokens: it outlives the
  * checks made while it runs by far on the tiny model.
