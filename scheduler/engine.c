@@ -447,13 +447,13 @@ void ms_engine_stats_get(ms_engine *e, ms_engine_stats *out) {
 
 const ms_llava_config *ms_engine_model_config(const ms_engine *e) { return &e->cfg; }
 ms_engine_mode ms_engine_mode_of(const ms_engine *e) { return e->o.mode; }
+int32_t ms_engine_max_model_len(const ms_engine *e) { return e->o.max_model_len; }
 
 const char *ms_engine_backend_name(const ms_engine *e) {
     for (int d = 0; d < MS_CORE_MAX_DEVICES; d++)
         if (e->dev[d].used) return e->dev[d].be->name;
     return "none";
 }
-int32_t ms_engine_max_model_len(const ms_engine *e) { return e->o.max_model_len; }
 
 static void deadline_after(struct timespec *ts, double s) {
     clock_gettime(CLOCK_REALTIME, ts);
