@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench/commands.h"
 #include "bench/replay.h"
 #include "bench/simulate.h"
 #include "bench/stats.h"
-#include "server/commands.h"
 
 #if __has_include("bench/kernels_bench.h")
 #include "bench/kernels_bench.h"

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "llm/config_eos.h"
 #include "llm/config_json.h"
 
 enum { DERIVE = INT32_MIN }; /* num_key_value_heads / head_dim not given */
@@ -63,6 +64,8 @@ static void llama_defaults(ms_llama_config *t) {
     snprintf(t->hidden_act, sizeof t->hidden_act, "silu");
     t->bos_token_id = 1;
     t->eos_token_id = 2;
+    t->eos_token_ids[0] = 2;
+    t->n_eos_token_ids = 1;
     t->pad_token_id = -1;
 }
 
@@ -152,7 +155,7 @@ static ms_status read_llama(const cJSON *o, ms_llama_config *t, ms_error *err) {
         (s = ms_json_bool(o, p, "mlp_bias", &t->mlp_bias, err)) ||
         (s = ms_json_string(o, p, "hidden_act", t->hidden_act, sizeof t->hidden_act, err)) ||
         (s = ms_json_token_id(o, p, "bos_token_id", &t->bos_token_id, err)) ||
-        (s = ms_json_token_id(o, p, "eos_token_id", &t->eos_token_id, err)) ||
+        (s = ms_config_eos_read(o, p, t, err)) ||
         (s = ms_json_token_id(o, p, "pad_token_id", &t->pad_token_id, err)))
         return s;
     /* null (or absent) means "derive", as in LlamaConfig */
@@ -262,6 +265,10 @@ static ms_status validate_llama(const ms_llama_config *t, ms_error *err) {
         if (ids[i].id < -1 || ids[i].id >= t->vocab_size)
             return ms_errorf(err, MS_ERR_INVALID, "text_config.%s %d is outside the vocabulary (vocab_size %d)",
                              ids[i].key, ids[i].id, t->vocab_size);
+    for (int32_t i = 0; i < t->n_eos_token_ids; i++)
+        if (t->eos_token_ids[i] >= t->vocab_size)
+            return ms_errorf(err, MS_ERR_INVALID, "eos_token_id %d is outside the vocabulary (vocab_size %d)",
+                             t->eos_token_ids[i], t->vocab_size);
     return check_eps("text_config.rms_norm_eps", t->rms_norm_eps, err);
 }
 
@@ -353,7 +360,8 @@ ms_status ms_llava_config_parse(const char *json, size_t len, ms_llava_config *c
                             sizeof cfg->projector_hidden_act, err)) ||
         (s = ms_json_bool(root, "", "multimodal_projector_bias", &cfg->multimodal_projector_bias, err)) ||
         (s = ms_json_bool(root, "", "tie_word_embeddings", &top_tie, err)) ||
-        (s = ms_json_token_id(root, "", "pad_token_id", &top_pad, err)))
+        (s = ms_json_token_id(root, "", "pad_token_id", &top_pad, err)) ||
+        (s = ms_config_eos_read(root, "", &cfg->text, err))) /* top level wins, as in GenerationConfig */
         goto done;
     if (top_tie) cfg->text.tie_word_embeddings = true;
     if (top_pad != -2 && cfg->text.pad_token_id < 0) cfg->text.pad_token_id = top_pad;
@@ -481,6 +489,7 @@ ms_status ms_llava_config_load(const char *model_dir, ms_llava_config *cfg, ms_e
     s = ms_llava_config_parse(text, len, cfg, err);
     free(text);
     if (s) return ms_error_wrap(err, "%s", path);
+    if ((s = ms_config_eos_load_generation(model_dir, &cfg->text, err))) return s;
 
     snprintf(path, sizeof path, "%s/preprocessor_config.json", model_dir);
     s = read_text_file(path, &text, &len, err);

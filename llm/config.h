@@ -11,6 +11,8 @@
 
 #include "kernels/ms_common.h"
 
+enum { MS_MAX_EOS_IDS = 16 }; /* eos_token_id list entries kept (more is an error) */
+
 typedef struct ms_clip_config {
     int32_t hidden_size;          /* 1024 for ViT-L/14 */
     int32_t intermediate_size;    /* 4096 */
@@ -40,7 +42,11 @@ typedef struct ms_llama_config {
     bool mlp_bias;
     char hidden_act[32];          /* "silu" */
     int32_t bos_token_id;         /* -1 when absent */
-    int32_t eos_token_id;
+    int32_t eos_token_id;         /* the first of eos_token_ids, -1 when none */
+    /* Every id that ends generation: config.json's eos_token_id (one id or a list),
+     * replaced by generation_config.json's when that file gives one (llm/config_eos.c). */
+    int32_t eos_token_ids[MS_MAX_EOS_IDS];
+    int32_t n_eos_token_ids;
     int32_t pad_token_id;
 } ms_llama_config;
 
@@ -72,7 +78,8 @@ typedef struct ms_llava_config {
 
 /* Defaults of transformers' LlavaConfig / CLIPVisionConfig / LlamaConfig. */
 void ms_llava_config_defaults(ms_llava_config *cfg);
-/* Reads DIR/config.json and (if present) DIR/preprocessor_config.json. */
+/* Reads DIR/config.json and (if present) DIR/preprocessor_config.json and
+ * DIR/generation_config.json (its eos_token_id). */
 ms_status ms_llava_config_load(const char *model_dir, ms_llava_config *cfg, ms_error *err);
 /* Parses config.json text (entry point for the fuzzer and tests); validates values. */
 ms_status ms_llava_config_parse(const char *json, size_t len, ms_llava_config *cfg, ms_error *err);

@@ -197,6 +197,7 @@ ms_status ms_engine_create(const ms_engine_options *o, ms_engine **out, ms_error
     if (st == MS_OK) st = parse_devices("decode", o->decode_devices, co.devices[MS_STAGE_DECODE],
                                         &co.n_devices[MS_STAGE_DECODE], err);
     if (st == MS_OK) st = ms_llava_config_load(e->model_dir, &e->cfg, err);
+    if (st == MS_OK) st = eng_eos_ids_build(e, err);
     if (st == MS_OK) st = ms_weights_open(e->model_dir, &e->weights, err);
     if (st != MS_OK) goto fail;
     e->image_tokens = e->cfg.image_seq_length;
@@ -448,6 +449,12 @@ const ms_llava_config *ms_engine_model_config(const ms_engine *e) { return &e->c
 ms_engine_mode ms_engine_mode_of(const ms_engine *e) { return e->o.mode; }
 int32_t ms_engine_max_model_len(const ms_engine *e) { return e->o.max_model_len; }
 
+const char *ms_engine_backend_name(const ms_engine *e) {
+    for (int d = 0; d < MS_CORE_MAX_DEVICES; d++)
+        if (e->dev[d].used) return e->dev[d].be->name;
+    return "none";
+}
+
 static void deadline_after(struct timespec *ts, double s) {
     clock_gettime(CLOCK_REALTIME, ts);
     double ns = (double)ts->tv_nsec + s * 1e9;
@@ -508,5 +515,6 @@ void ms_engine_destroy(ms_engine *e) {
     pthread_cond_destroy(&e->done_cv);
     pthread_mutex_destroy(&e->mu);
     free(e->model_dir);
+    free(e->eos_ids);
     free(e);
 }

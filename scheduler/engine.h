@@ -64,7 +64,8 @@ void ms_engine_options_default(ms_engine_options *o);
 typedef struct ms_request_params {
     int32_t max_tokens;            /* >= 1 */
     int32_t min_tokens;            /* EOS and stop ids are ignored before this many */
-    bool ignore_eos;               /* never stop on EOS (trace replay forces lengths) */
+    bool ignore_eos;               /* never stop on an EOS id (ms_engine_eos_ids; trace
+                                      replay forces lengths); stop_ids still stop */
     float temperature;             /* <= 0: greedy */
     float top_p;                   /* >= 1: off */
     int32_t top_k;                 /* <= 0: off */
@@ -73,6 +74,11 @@ typedef struct ms_request_params {
     int32_t priority;              /* >= 0; larger waits longer (vLLM semantics) */
     const int32_t *stop_ids;       /* extra stop token ids (copied by submit) */
     int32_t n_stop_ids;
+    /* NULL, or room for vocab_size floats that receive the logits of the last prompt
+     * position, as the model computed them (before min_tokens masking and sampling).
+     * Written once, on a worker thread, before the first token's on_token; must stay
+     * valid until on_done. Costs nothing when NULL (`modserve run --dump-logits`). */
+    float *prompt_logits;
 } ms_request_params;
 
 /* Greedy, max_tokens 16, no seed, priority 0. */
@@ -135,6 +141,12 @@ typedef ms_core_stats ms_engine_stats;
 void ms_engine_stats_get(ms_engine *e, ms_engine_stats *out);
 
 const ms_llava_config *ms_engine_model_config(const ms_engine *e);
+/* The ids that end a request unless ignore_eos (and that min_tokens masks): every
+ * eos_token_id of config.json / generation_config.json, the tokenizer's eos_token, and
+ * <|im_end|> when the folder's chat template is ChatML or Qwen2 (vLLM's rule). */
+const int32_t *ms_engine_eos_ids(const ms_engine *e, int32_t *n);
+/* The backend name of the first device the engine uses ("cpu", "cuda"). */
+const char *ms_engine_backend_name(const ms_engine *e);
 ms_engine_mode ms_engine_mode_of(const ms_engine *e);
 /* Prompt + output tokens a request may have (the option, or the model's positions). */
 int32_t ms_engine_max_model_len(const ms_engine *e);

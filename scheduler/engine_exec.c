@@ -144,15 +144,18 @@ static void mask_token(ms_ctx *ctx, ms_tensor *logits, int32_t row, int32_t tok)
 }
 
 static void mask_until_min_tokens(ms_ctx *ctx, ms_tensor *logits, int32_t row, const eng_req *r,
-                                  int32_t eos) {
+                                  const ms_engine *e) {
     if (r->n_tokens - r->n_prompt >= r->params.min_tokens) return;
-    if (!r->params.ignore_eos) mask_token(ctx, logits, row, eos);
+    if (!r->params.ignore_eos)
+        for (int32_t i = 0; i < e->n_eos_ids; i++) mask_token(ctx, logits, row, e->eos_ids[i]);
     for (int32_t i = 0; i < r->params.n_stop_ids; i++) mask_token(ctx, logits, row, r->params.stop_ids[i]);
 }
 
-static bool is_stop(const eng_req *r, int32_t tok, int32_t generated, int32_t eos) {
+static bool is_stop(const eng_req *r, int32_t tok, int32_t generated, const ms_engine *e) {
     if (generated < r->params.min_tokens) return false;
-    if (!r->params.ignore_eos && tok == eos) return true;
+    if (!r->params.ignore_eos)
+        for (int32_t i = 0; i < e->n_eos_ids; i++)
+            if (tok == e->eos_ids[i]) return true;
     for (int32_t i = 0; i < r->params.n_stop_ids; i++)
         if (tok == r->params.stop_ids[i]) return true;
     return false;
@@ -203,9 +206,13 @@ static void exec_llm(eng_worker *w, const ms_core_batch *b) {
         for (int32_t i = 0; i < n; i++) {
             eng_req *r = b->items[i].user;
             if (!b->items[i].samples) continue; /* greedy row, discarded */
+            if (r->params.prompt_logits && r->n_tokens == r->n_prompt) { /* first sample */
+                ms_tensor row = ms_tensor_row_view(&logits, i, 1); /* f32[1, vocab] */
+                ms_op_download(w->ctx, r->params.prompt_logits, &row); /* before the mask */
+            }
             params[i] = r->sampler.params;
             uniforms[i] = ms_sampler_uniform(&r->sampler);
-            mask_until_min_tokens(w->ctx, &logits, i, r, e->cfg.text.eos_token_id);
+            mask_until_min_tokens(w->ctx, &logits, i, r, e);
         }
         int64_t shape[1] = {n};
         ms_tensor out = ms_ctx_tensor(w->ctx, MS_DTYPE_I32, 1, shape); /* i32[n] */
@@ -219,7 +226,7 @@ static void exec_llm(eng_worker *w, const ms_core_batch *b) {
             int32_t index = r->n_tokens - r->n_prompt;
             r->tokens[r->n_tokens++] = ids[i];
             if (r->on_token) r->on_token(r->user, ids[i], index);
-            if (is_stop(r, ids[i], index + 1, e->cfg.text.eos_token_id)) w->results[i].finish = MS_FINISH_STOP;
+            if (is_stop(r, ids[i], index + 1, e)) w->results[i].finish = MS_FINISH_STOP;
         }
         free(params);
         free(uniforms);

@@ -82,10 +82,14 @@ struct ms_engine {
     uint64_t undelivered;      /* accepted, on_done not yet returned */
     uint64_t seed_state;
     int32_t image_tokens;
+    int32_t *eos_ids;          /* (n_eos_ids) ids that end a request (engine_stop.c) */
+    int32_t n_eos_ids;
 };
 
 /* engine_exec.c: runs b on w's device; fills w->results; calls on_token. */
 void eng_exec_batch(eng_worker *w, const ms_core_batch *b);
 void eng_req_free(ms_engine *e, eng_req *r);
+/* engine_stop.c: fills e->eos_ids from the config and the folder's tokenizer. */
+ms_status eng_eos_ids_build(ms_engine *e, ms_error *err);
 
 #endif

@@ -1,12 +1,14 @@
 /*
- * `modserve run`: one request in this process, no server. Loads the model folder,
- * preprocesses and encodes the images, expands the prompt (one image token per image
- * becomes image_seq_length tokens), prefills, then decodes one token at a time from the
- * paged KV cache. Prints the generated ids on one line (and the text when the folder has
- * a tokenizer); progress and timings go to stderr so stdout stays machine-readable.
+ * `modserve run`: one request in this process, no HTTP. Checks the prompt and images
+ * first (so bad input fails before any weight loads), then drives the serving engine
+ * (scheduler/engine.h) with that one request: the engine preprocesses and encodes the
+ * images, prefills, decodes, samples and applies the EOS and stop rules, exactly as for
+ * a served request. Prints the generated ids on one line (and the text when the folder
+ * has a tokenizer); progress and timings go to stderr so stdout stays machine-readable.
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,15 +17,11 @@
 #include <sys/stat.h>
 
 #include "encoder/image.h"
-#include "encoder/vision.h"
-#include "kernels/backend.h"
 #include "llm/config.h"
-#include "llm/kv_cache.h"
-#include "llm/llama.h"
 #include "llm/prompt.h"
 #include "llm/sampler.h"
 #include "llm/tokenizer.h"
-#include "llm/weights.h"
+#include "scheduler/engine.h"
 #include "server/commands.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -56,9 +54,11 @@ static void run_usage(FILE *out) {
         "                    [--top-k K] [--seed S] [--ignore-eos] [--dump-logits PATH]\n"
         "                    [--device cpu|cuda|auto] [--threads N] [--block-size N]\n"
         "\n"
-        "Generates from one prompt (and images) in this process. stdout: the generated token\n"
-        "ids on one line, comma separated (EOS included when it ends the run), then the text\n"
-        "when the model folder has a tokenizer. Timings go to stderr.\n"
+        "Generates from one prompt (and images) in this process, through the serving engine\n"
+        "(one request, no HTTP). stdout: the generated token ids on one line, comma separated\n"
+        "(EOS included when it ends the run), then the text when the model folder has a\n"
+        "tokenizer. Timings go to stderr. Any eos_token_id of generation_config.json (or\n"
+        "config.json), the tokenizer's eos_token and ChatML's <|im_end|> end the run.\n"
         "\n"
         "  --model DIR         Hugging Face LLaVA folder (config.json, *.safetensors)\n"
         "  --image FILE        PNG or JPEG; repeat for several images, in prompt order\n"
@@ -72,7 +72,7 @@ static void run_usage(FILE *out) {
         "  --top-p P           nucleus sampling, 0 < P <= 1 (default 1 = off)\n"
         "  --top-k K           keep the K most likely tokens (default 0 = off)\n"
         "  --seed S            sampling seed, unsigned 64-bit (default 0)\n"
-        "  --ignore-eos        keep generating after EOS\n"
+        "  --ignore-eos        keep generating after an EOS id\n"
         "  --dump-logits PATH  write the last prompt position's logits as raw\n"
         "                      little-endian float32 (vocab_size values)\n"
         "  --device D          cpu, cuda or auto (default auto: cuda when a GPU is present)\n"
@@ -266,46 +266,39 @@ static bool file_exists(const char *dir, const char *name) {
     return stat(path, &st) == 0;
 }
 
-/* ---- generation ---- */
+/* ---- one request through the engine ---- */
 
 typedef struct run_state {
     ms_llava_config cfg;
-    ms_backend *be;
-    ms_ctx *ctx;
-    ms_weights *w;
-    ms_llama *llm;
-    ms_vision *vis;
     ms_tokenizer *tok;
-    ms_kv_cache *kv;
-    int32_t *blocks;           /* (n_blocks) the sequence's block table */
-    int32_t n_blocks;
     int32_t *ids;              /* (n_ids) prompt as given, one image token per image */
     int32_t n_ids;
-    int32_t *prompt;           /* (n_prompt) expanded prompt */
-    int32_t n_prompt;
-    ms_image_u8 crops[RUN_MAX_IMAGES];
-    int32_t n_crops;
+    int32_t n_prompt;          /* after image expansion */
+    uint8_t *img_bytes[RUN_MAX_IMAGES]; /* encoded files, as a client would send them */
+    size_t img_len[RUN_MAX_IMAGES];
+    int32_t n_img;
+    float *logits;             /* (vocab_size) the last prompt position, --dump-logits */
+    ms_engine *engine;
+    /* written by the engine's threads under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
     int32_t *gen;              /* (max_tokens) generated ids */
     int32_t n_gen;
+    bool done;
+    ms_request_result result;
 } run_state;
 
 static void run_state_free(run_state *r) {
-    if (r->kv && r->n_blocks) ms_kv_release(r->kv, r->blocks, r->n_blocks);
-    free(r->blocks);
-    ms_kv_cache_free(r->kv);
-    if (r->vis) ms_vision_free(r->vis);
-    ms_llama_free(r->llm);
-    if (r->w) ms_weights_close(r->w);
-    if (r->ctx) ms_ctx_destroy(r->ctx);
-    if (r->be) ms_backend_destroy(r->be);
+    ms_engine_destroy(r->engine);
     if (r->tok) ms_tokenizer_free(r->tok);
-    for (int32_t i = 0; i < r->n_crops; i++) ms_image_free(&r->crops[i]);
+    for (int32_t i = 0; i < r->n_img; i++) free(r->img_bytes[i]);
     free(r->ids);
-    free(r->prompt);
+    free(r->logits);
     free(r->gen);
 }
 
-/* Prompt ids from --prompt-ids or the tokenizer, then the expansion and context checks. */
+/* Prompt ids from --prompt-ids or the tokenizer, then the expansion and context checks
+ * (before the engine loads any weight: bad input fails fast, with run's messages). */
 static ms_status build_prompt(const run_opts *o, run_state *r, ms_error *err) {
     const bool has_tok = file_exists(o->model_dir, "tokenizer.json");
     if (o->prompt_text && !has_tok)
@@ -321,86 +314,108 @@ static ms_status build_prompt(const run_opts *o, run_state *r, ms_error *err) {
     else
         st = parse_id_list(o->prompt_ids, &r->ids, &r->n_ids, err);
     if (st != MS_OK) return st;
-    st = ms_prompt_expand(&r->cfg, r->ids, r->n_ids, o->n_images, &r->prompt, &r->n_prompt, NULL,
+    int32_t *expanded = NULL;
+    st = ms_prompt_expand(&r->cfg, r->ids, r->n_ids, o->n_images, &expanded, &r->n_prompt, NULL,
                           err);
+    free(expanded); /* the engine expands again from the ids */
     if (st != MS_OK) return st;
     return ms_prompt_check_context(&r->cfg, r->n_prompt, o->max_tokens, err);
 }
 
-/* Read, decode, resize and crop every image (before any weight is loaded: fail fast). */
+/* Reads every image and checks that it decodes, so a bad file is named before the
+ * weights load; the engine decodes, resizes and crops the bytes itself. */
 static ms_status load_images(const run_opts *o, run_state *r, ms_error *err) {
     ms_image_limits lim;
     ms_image_limits_default(&lim);
     for (int32_t i = 0; i < o->n_images; i++) {
-        uint8_t *bytes = NULL;
-        size_t n = 0;
-        ms_status st = read_file_limited(o->images[i], lim.max_bytes, &bytes, &n, err);
+        ms_status st = read_file_limited(o->images[i], lim.max_bytes, &r->img_bytes[i],
+                                         &r->img_len[i], err);
         if (st != MS_OK) return st;
+        r->n_img++;
         ms_image_u8 img = {0};
-        st = ms_image_decode(bytes, n, &lim, &img, err);
-        free(bytes);
-        if (st != MS_OK) return ms_error_wrap(err, "image '%s'", o->images[i]);
-        st = ms_image_resize_crop(&img, &r->cfg.image, &r->crops[r->n_crops], err);
+        st = ms_image_decode(r->img_bytes[i], r->img_len[i], &lim, &img, err);
         ms_image_free(&img);
         if (st != MS_OK) return ms_error_wrap(err, "image '%s'", o->images[i]);
-        r->n_crops++;
     }
     return MS_OK;
 }
 
-/* One token from logits f32[1, V]; EOS masked out (as transformers' min_new_tokens
- * processor does) while mask_id >= 0. One uniform per step keeps the stream aligned. */
-static int32_t sample_next(ms_ctx *ctx, ms_tensor *logits, ms_sampler *smp, int32_t mask_id) {
-    const int64_t one = 1;
-    if (mask_id >= 0 && mask_id < ms_tensor_cols(logits)) {
-        ms_tensor cell = ms_tensor_make(MS_DTYPE_F32, 1, &one, (float *)logits->data + mask_id,
-                                        logits->device, logits->device_index); /* f32[1] */
-        ms_op_fill(ctx, &cell, -INFINITY);
-    }
-    const float u = ms_sampler_uniform(smp);
-    ms_tensor out = ms_ctx_tensor(ctx, MS_DTYPE_I32, 1, &one); /* i32[1] */
-    ms_op_sample(ctx, &out, logits, &smp->params, &u);
-    int32_t id;
-    ms_op_download(ctx, &id, &out);
-    ms_ctx_sync(ctx);
-    return id;
-}
-
-static ms_status dump_logits(const char *path, ms_ctx *ctx, const ms_tensor *logits,
-                             ms_error *err) {
-    const int64_t vocab = ms_tensor_cols(logits);
-    float *host = ms_xmalloc((size_t)vocab * sizeof *host);
-    ms_op_download(ctx, host, logits);
-    ms_ctx_sync(ctx);
+static ms_status dump_logits(const char *path, const float *logits, int32_t vocab, ms_error *err) {
     FILE *f = fopen(path, "wb");
-    ms_status st = MS_OK;
-    if (!f) {
-        st = ms_errorf(err, MS_ERR_IO, "--dump-logits '%s': %s", path, strerror(errno));
-    } else {
-        size_t put = fwrite(host, sizeof *host, (size_t)vocab, f);
-        if (fclose(f) != 0 || put != (size_t)vocab)
-            st = ms_errorf(err, MS_ERR_IO, "--dump-logits '%s': write failed", path);
-    }
-    free(host);
-    return st;
+    if (!f) return ms_errorf(err, MS_ERR_IO, "--dump-logits '%s': %s", path, strerror(errno));
+    size_t put = fwrite(logits, sizeof *logits, (size_t)vocab, f);
+    if (fclose(f) != 0 || put != (size_t)vocab)
+        return ms_errorf(err, MS_ERR_IO, "--dump-logits '%s': write failed", path);
+    return MS_OK;
 }
 
-static ms_status load_model(const run_opts *o, run_state *r, ms_error *err) {
-    r->be = ms_backend_create(o->device, 0, o->threads, err);
-    if (!r->be) return ms_error_wrap(err, "--device %s", o->device);
-    r->ctx = ms_ctx_create(r->be);
-    ms_status st = ms_weights_open(o->model_dir, &r->w, err);
-    if (st == MS_OK) st = ms_llama_load(&r->cfg, r->w, r->ctx, &r->llm, err);
-    if (st == MS_OK && o->n_images > 0) st = ms_vision_load(&r->cfg, r->w, r->ctx, &r->vis, err);
-    if (st != MS_OK) return ms_error_wrap(err, "model '%s'", o->model_dir);
-    /* Room for the prompt and every generated token but the last (never fed back). */
-    const int32_t bs = o->block_size;
-    const int32_t need = (int32_t)(((int64_t)r->n_prompt + o->max_tokens + bs - 1) / bs);
-    st = ms_kv_cache_create(r->be, &r->cfg.text, need, bs, &r->kv, err);
+/* One sequence on one device, in one process: monolithic mode with one LLM worker runs
+ * encode, prefill and decode of the request on one context, as the old single-request
+ * loop did, through the code every served request takes. The KV pool holds exactly
+ * this request (prompt + max_tokens). */
+static ms_status start_engine(const run_opts *o, run_state *r, ms_error *err) {
+    ms_engine_options eo;
+    ms_engine_options_default(&eo);
+    eo.model_dir = o->model_dir;
+    eo.device = o->device;
+    eo.cpu_threads = o->threads;
+    eo.mode = MS_MODE_MONOLITHIC;
+    eo.decode_workers = 1;
+    eo.preprocess_threads = 1;
+    eo.max_num_seqs = 1;
+    eo.block_size = o->block_size;
+    eo.max_model_len = r->n_prompt + o->max_tokens;
+    eo.kv_blocks = (int32_t)(((int64_t)eo.max_model_len + o->block_size - 1) / o->block_size);
+    eo.max_queued_requests = 1;
+    eo.max_images_per_request = RUN_MAX_IMAGES;
+    ms_status st = ms_engine_create(&eo, &r->engine, err);
+    if (st != MS_OK) return ms_error_wrap(err, "model '%s' on --device %s", o->model_dir, o->device);
+    return MS_OK;
+}
+
+static void on_token(void *user, int32_t token, int32_t index) {
+    run_state *r = user;
+    pthread_mutex_lock(&r->mu);
+    r->gen[index] = token; /* index < max_tokens: the engine stops there */
+    r->n_gen = index + 1;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void on_done(void *user, const ms_request_result *res) {
+    run_state *r = user;
+    pthread_mutex_lock(&r->mu);
+    r->result = *res;
+    r->done = true;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static ms_status submit_and_wait(const run_opts *o, run_state *r, ms_error *err) {
+    ms_image_input imgs[RUN_MAX_IMAGES];
+    for (int32_t i = 0; i < r->n_img; i++) imgs[i] = (ms_image_input){r->img_bytes[i], r->img_len[i]};
+    ms_request_desc d = {.prompt = r->ids, .n_prompt = r->n_ids, .images = imgs,
+                         .n_images = r->n_img, .on_token = on_token, .on_done = on_done, .user = r};
+    ms_request_params_default(&d.params);
+    d.params.max_tokens = o->max_tokens;
+    d.params.min_tokens = o->min_tokens;
+    d.params.ignore_eos = o->ignore_eos;
+    d.params.temperature = o->sample.temperature;
+    d.params.top_p = o->sample.top_p;
+    d.params.top_k = o->sample.top_k;
+    d.params.seed = o->seed;
+    d.params.has_seed = true;
+    if (o->dump_logits) {
+        r->logits = ms_xcalloc((size_t)r->cfg.text.vocab_size, sizeof *r->logits);
+        d.params.prompt_logits = r->logits;
+    }
+    r->gen = ms_xcalloc((size_t)o->max_tokens, sizeof *r->gen);
+    ms_status st = ms_engine_submit(r->engine, &d, NULL, err);
     if (st != MS_OK) return st;
-    r->blocks = ms_xmalloc((size_t)need * sizeof *r->blocks);
-    MS_CHECK(ms_kv_alloc(r->kv, need, r->blocks));
-    r->n_blocks = need;
+    pthread_mutex_lock(&r->mu);
+    while (!r->done) pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    if (r->result.status != MS_OK)
+        return ms_errorf(err, r->result.status, "%s", r->result.error);
     return MS_OK;
 }
 
@@ -419,63 +434,32 @@ static void print_result(const run_state *r) {
     fflush(stdout);
 }
 
+static double span_ms(double a, double b) { return a > 0 && b > a ? (b - a) * 1e3 : 0.0; }
+
+static void print_summary(const run_opts *o, const run_state *r) {
+    const ms_request_times *t = &r->result.times;
+    const double decode_ms = span_ms(t->first_token, t->last_token);
+    fprintf(stderr,
+            "run: %s backend, prompt %d tokens (%d image%s), encode %.1f ms, prefill %.1f ms, "
+            "decode %d tokens %.1f ms (%.1f tok/s), finish: %s\n",
+            ms_engine_backend_name(r->engine), r->n_prompt, o->n_images,
+            o->n_images == 1 ? "" : "s", span_ms(t->encode_start, t->encode_end),
+            span_ms(t->prefill_start, t->prefill_end), r->n_gen - 1, decode_ms,
+            r->n_gen > 1 && decode_ms > 0 ? (r->n_gen - 1) / (decode_ms * 1e-3) : 0.0,
+            r->result.finish == MS_FINISH_STOP ? "stop (eos)" : "length");
+}
+
 static ms_status run_generate(const run_opts *o, run_state *r, ms_error *err) {
     ms_status st = ms_llava_config_load(o->model_dir, &r->cfg, err);
     if (st != MS_OK) return st;
     if ((st = build_prompt(o, r, err)) != MS_OK) return st;
     if ((st = load_images(o, r, err)) != MS_OK) return st;
-    if ((st = load_model(o, r, err)) != MS_OK) return st;
-
-    const double t0 = ms_time_now();
-    ms_tensor embeds = {0}; /* act[n_images * image_seq_length, H] */
-    if (o->n_images > 0) {
-        ms_tensor pixels = ms_vision_pixels(r->ctx, r->vis, r->crops, r->n_crops);
-        if ((st = ms_vision_encode(r->ctx, r->vis, &pixels, &embeds, err)) != MS_OK) return st;
-        const int64_t want = (int64_t)o->n_images * r->cfg.image_seq_length;
-        if (embeds.shape[0] != want)
-            return ms_errorf(err, MS_ERR_INVALID,
-                             "config: image_seq_length %d but the vision tower gives %lld tokens "
-                             "per image",
-                             r->cfg.image_seq_length, (long long)(embeds.shape[0] / o->n_images));
-    }
-    ms_ctx_sync(r->ctx);
-    const double t1 = ms_time_now();
-
-    ms_sampler smp;
-    ms_sampler_init(&smp, o->sample, o->seed);
-    const int32_t eos = r->cfg.text.eos_token_id;
-    r->gen = ms_xmalloc((size_t)o->max_tokens * sizeof *r->gen);
-    ms_llama_seq seq = {.tokens = r->prompt, .n_tokens = r->n_prompt, .pos0 = 0,
-                        .image_embeds = o->n_images ? &embeds : NULL, .image_row0 = 0,
-                        .block_table = r->blocks, .n_blocks = r->n_blocks};
-    ms_tensor logits; /* f32[1, V] */
-    if ((st = ms_llama_forward(r->ctx, r->llm, r->kv, &seq, 1, &logits, err)) != MS_OK) return st;
-    if (o->dump_logits && (st = dump_logits(o->dump_logits, r->ctx, &logits, err)) != MS_OK)
+    if ((st = start_engine(o, r, err)) != MS_OK) return st;
+    if ((st = submit_and_wait(o, r, err)) != MS_OK) return st;
+    if (o->dump_logits && (st = dump_logits(o->dump_logits, r->logits, r->cfg.text.vocab_size, err)))
         return st;
-    r->gen[r->n_gen++] = sample_next(r->ctx, &logits, &smp, o->min_tokens > 0 ? eos : -1);
-    const double t2 = ms_time_now();
-
-    /* Decode: feed the last token at the next position; images stay in the cache. */
-    while (r->n_gen < o->max_tokens && (o->ignore_eos || r->gen[r->n_gen - 1] != eos)) {
-        ms_ctx_reset(r->ctx);
-        seq = (ms_llama_seq){.tokens = &r->gen[r->n_gen - 1], .n_tokens = 1,
-                             .pos0 = r->n_prompt + r->n_gen - 1, .image_embeds = NULL,
-                             .image_row0 = o->n_images * r->cfg.image_seq_length,
-                             .block_table = r->blocks, .n_blocks = r->n_blocks};
-        if ((st = ms_llama_forward(r->ctx, r->llm, r->kv, &seq, 1, &logits, err)) != MS_OK)
-            return st;
-        r->gen[r->n_gen] = sample_next(r->ctx, &logits, &smp, r->n_gen < o->min_tokens ? eos : -1);
-        r->n_gen++;
-    }
-    const double t3 = ms_time_now();
     print_result(r);
-    const bool stopped = !o->ignore_eos && r->gen[r->n_gen - 1] == eos;
-    fprintf(stderr,
-            "run: %s backend, prompt %d tokens (%d image%s), encode %.1f ms, prefill %.1f ms, "
-            "decode %d tokens %.1f ms (%.1f tok/s), finish: %s\n",
-            r->be->name, r->n_prompt, o->n_images, o->n_images == 1 ? "" : "s",
-            (t1 - t0) * 1e3, (t2 - t1) * 1e3, r->n_gen - 1, (t3 - t2) * 1e3,
-            r->n_gen > 1 ? (r->n_gen - 1) / (t3 - t2) : 0.0, stopped ? "stop (eos)" : "length");
+    print_summary(o, r);
     return MS_OK;
 }
 
@@ -490,9 +474,13 @@ int ms_cmd_run(int argc, char **argv) {
     if (rc) return rc;
     run_state r;
     memset(&r, 0, sizeof r);
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
     ms_error err = {0};
     ms_status st = run_generate(&o, &r, &err);
     run_state_free(&r);
+    pthread_cond_destroy(&r.cv);
+    pthread_mutex_destroy(&r.mu);
     if (st != MS_OK) {
         fprintf(stderr, "modserve run: %s\n", err.msg[0] ? err.msg : ms_status_name(st));
         return 1;

@@ -1,7 +1,9 @@
 /*
  * `modserve run` end to end: the real binary on the tiny model. Good runs (text only,
  * with images, sampling, --prompt with the tokenizer, --dump-logits) and every error
- * case exit as documented with a message that names the problem.
+ * case exit as documented with a message that names the problem. run drives the
+ * serving engine: its tokens and logits equal a request through the engine (in its
+ * default, disaggregated layout) in this process.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <stb_image_write.h>
 
 #include "llm/config.h"
+#include "scheduler/engine.h"
 #include "tests/test_util.h"
 
 static char out_path[320], err_path[320], work[200];
@@ -130,6 +133,114 @@ static void good_runs(const char *img1, const char *img2) {
     free(a);
 }
 
+/* ---- run == the engine ---- */
+
+enum { SAME_MAX = 16 };
+typedef struct eng_out {
+    int32_t ids[SAME_MAX];
+    int32_t n;
+    ms_request_result res;
+} eng_out;
+
+static void eng_on_token(void *user, int32_t token, int32_t index) {
+    eng_out *o = user;
+    if (index < SAME_MAX) o->ids[index] = token;
+    o->n = index + 1;
+}
+
+static void eng_on_done(void *user, const ms_request_result *res) { ((eng_out *)user)->res = *res; }
+
+/* One request through an engine with serve's defaults (disagg, one worker per pool). */
+static bool engine_generate(const int32_t *prompt, int32_t n_prompt, const char *image,
+                            const ms_request_params *p, float *logits, eng_out *out) {
+    memset(out, 0, sizeof *out);
+    ms_engine_options o;
+    ms_engine_options_default(&o);
+    o.model_dir = model;
+    o.device = "cpu";
+    o.max_model_len = 512;
+    ms_engine *e = NULL;
+    ms_error err = {0};
+    if (ms_engine_create(&o, &e, &err) != MS_OK) {
+        fprintf(stderr, "engine: %s\n", err.msg);
+        return false;
+    }
+    size_t n_bytes = 0;
+    char *bytes = image ? ms_test_read_file(image, &n_bytes) : NULL;
+    ms_image_input img = {(const uint8_t *)bytes, n_bytes};
+    ms_request_desc d = {.prompt = prompt, .n_prompt = n_prompt, .images = &img, .n_images = image ? 1 : 0,
+                         .params = *p, .on_token = eng_on_token, .on_done = eng_on_done, .user = out};
+    d.params.prompt_logits = logits;
+    bool ok = ms_engine_submit(e, &d, NULL, &err) == MS_OK;
+    ms_engine_drain(e, 600); /* returns once on_done has run */
+    ms_engine_destroy(e);
+    free(bytes);
+    return ok && out->res.status == MS_OK;
+}
+
+/* The ids line of run's stdout equals the engine's tokens. */
+static bool same_ids(const char *run_out, const eng_out *e) {
+    char buf[400] = "";
+    for (int32_t i = 0, used = 0; i < e->n && i < SAME_MAX; i++)
+        used += snprintf(buf + used, sizeof buf - (size_t)used, i ? ",%d" : "%d", e->ids[i]);
+    size_t n = strlen(buf);
+    bool ok = run_out && !strncmp(run_out, buf, n) && run_out[n] == '\n';
+    if (!ok) fprintf(stderr, "run printed %.200s, the engine gave %s\n", run_out ? run_out : "(nothing)", buf);
+    return ok;
+}
+
+static void run_equals_engine(const char *img1) {
+    ms_llava_config cfg;
+    ms_error err = {0};
+    MS_CHECK(ms_llava_config_load(model, &cfg, &err) == MS_OK);
+    const int32_t vocab = cfg.text.vocab_size;
+
+    /* greedy with an image: tokens and the last prompt position's logits */
+    char dump[300];
+    snprintf(dump, sizeof dump, "%s/same.bin", work);
+    EXPECT(run("--model %s --image %s --prompt-ids 1,1000,5,6 --max-tokens 8 --ignore-eos --dump-logits %s",
+               model, img1, dump) == 0);
+    char *out = out_text();
+    const int32_t prompt[] = {1, 1000, 5, 6};
+    ms_request_params p;
+    ms_request_params_default(&p);
+    p.max_tokens = 8;
+    p.ignore_eos = true;
+    float *logits = calloc((size_t)vocab, sizeof *logits);
+    eng_out e;
+    EXPECT(engine_generate(prompt, 4, img1, &p, logits, &e) && e.n == 8);
+    EXPECT(same_ids(out, &e));
+    free(out);
+    size_t n = 0;
+    char *raw = ms_test_read_file(dump, &n);
+    double max_err = 0, scale = 0;
+    for (int32_t i = 0; raw && n == (size_t)vocab * 4 && i < vocab; i++) {
+        float a = ((float *)raw)[i], b = logits[i];
+        max_err = fmax(max_err, fabs((double)a - b));
+        scale = fmax(scale, fabs((double)b));
+    }
+    EXPECTF(raw && n == (size_t)vocab * 4 && scale > 0 && max_err <= 1e-5 * scale,
+            "dump of %zu bytes, max |run - engine| %g (logit scale %g)", n, max_err, scale);
+    printf("test_run: run vs engine: 8 greedy tokens equal, prompt logits max |diff| %g (scale %g)\n",
+           max_err, scale);
+    free(raw);
+    free(logits);
+
+    /* sampled, text only: the same seed gives the same tokens in both */
+    EXPECT(run("--model %s --prompt-ids 1,5,6,7 --temperature 0.8 --top-k 40 --top-p 0.9 --seed 5 "
+               "--max-tokens 10 --ignore-eos", model) == 0);
+    out = out_text();
+    p.max_tokens = 10;
+    p.temperature = 0.8f;
+    p.top_k = 40;
+    p.top_p = 0.9f;
+    p.seed = 5;
+    p.has_seed = true;
+    EXPECT(engine_generate((const int32_t[]){1, 5, 6, 7}, 4, NULL, &p, NULL, &e) && e.n == 10);
+    EXPECT(same_ids(out, &e));
+    free(out);
+}
+
 static void error_runs(const char *img1) {
     ms_llava_config cfg;
     ms_error e = {0};
@@ -208,6 +319,7 @@ int main(void) {
     write_png(img1, 61, 43, 1); /* odd, non-square sizes: resize + crop do work */
     write_png(img2, 40, 77, 2);
     good_runs(img1, img2);
+    run_equals_engine(img1);
     error_runs(img1);
     int rc = ms_test_finish("test_run");
     if (rc == 0) ms_test_system("rm -rf %s", work);

@@ -1,7 +1,9 @@
-/* modserve: the command-line entry point; dispatches to the subcommands. */
+/* modserve: the command-line entry point; dispatches to the subcommands of the server
+ * and of bench (the one place that knows both, so neither library depends on the other). */
 #include <stdio.h>
 #include <string.h>
 
+#include "bench/commands.h"
 #include "server/commands.h"
 
 typedef struct subcommand {
