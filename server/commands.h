@@ -1,5 +1,5 @@
 /* The server's `modserve` subcommands; each lives in its own file and returns an exit
- * code. `bench` is bench's (bench/commands.h); cli/main.c dispatches to both. */
+ * code. `bench` is bench's (bench/commands.h); server/cli/main.c (the binary) dispatches to both. */
 #ifndef MS_SERVER_COMMANDS_H
 #define MS_SERVER_COMMANDS_H
 
