@@ -14,7 +14,8 @@ grouped-query and multi-query heads (num_key_value_heads < num_attention_heads) 
 plain multi-head, tied and untied embeddings, a projector with and without bias, both
 tensor-name layouts (transformers 4.57 saves the published `language_model.model...`;
 the newer `model.language_model...` is written by renaming the keys with safetensors),
-one file or shards, and f32, bf16 and f16 files.
+one file or shards, and f32, bf16 and f16 files; also head_dim != hidden / heads, rms
+epsilon 1e-6, rope_theta 5e5, Llama attention/MLP biases and a GELU vision tower.
 
 Weights are redrawn after construction (seeded) with larger spreads than transformers'
 init (std 0.02), so attention is far from uniform and the logits spread: near-ties
@@ -33,9 +34,12 @@ import sys
 IMAGE_TOKEN = 1000
 PAD_TOKEN = 1001
 
-# name: what differs from the base below. "layout" new = renamed keys; "shard" = a
-# max_shard_size for save_pretrained; "top_tie" writes a top-level tie_word_embeddings
-# that differs from text_config's (transformers ties by text_config only).
+# One folder each. "layout" new = renamed keys; "shard" = a max_shard_size for
+# save_pretrained; "top_tie" writes a top-level tie_word_embeddings that differs from
+# text_config's (transformers ties by text_config only); optional: "image_size" (42),
+# "text_hidden" (64), "head_dim" (hidden / heads; 16 with hidden 48 and 4 heads makes
+# heads x head_dim != hidden), "rms_eps" (1e-5), "rope_theta" (1e4; 5e5 as Llama-3
+# based LLaVAs), "bias" (Llama q/k/v/o and MLP biases), "vision_act" (quick_gelu).
 SPECS = [
     dict(name="f32-l2-default-gqa", dtype="float32", feature_layer=-2, strategy="default",
          heads=4, kv_heads=2, tie=False, proj_bias=True, layout="published", shard=None),
@@ -43,7 +47,8 @@ SPECS = [
          strategy="full", heads=4, kv_heads=4, tie=True, proj_bias=False, layout="new",
          shard="150KB"),
     dict(name="bf16-l2-full-mqa-sharded", dtype="bfloat16", feature_layer=-2, strategy="full",
-         heads=4, kv_heads=1, tie=False, proj_bias=False, layout="published", shard="100KB"),
+         heads=4, kv_heads=1, tie=False, proj_bias=False, layout="published", shard="100KB",
+         rope_theta=500000.0, bias=True),
     dict(name="f16-l1-default-gqa-tied-new", dtype="float16", feature_layer=-1,
          strategy="default", heads=4, kv_heads=2, tie=True, proj_bias=True, layout="new",
          shard=None),
@@ -70,7 +75,9 @@ def llava_config(spec):
                        num_hidden_layers=2, num_attention_heads=spec["heads"],
                        num_key_value_heads=spec["kv_heads"], head_dim=head_dim,
                        max_position_embeddings=512, rms_norm_eps=spec.get("rms_eps", 1e-5),
-                       rope_theta=10000.0, tie_word_embeddings=spec["tie"], bos_token_id=1,
+                       rope_theta=spec.get("rope_theta", 10000.0),
+                       attention_bias=spec.get("bias", False), mlp_bias=spec.get("bias", False),
+                       tie_word_embeddings=spec["tie"], bos_token_id=1,
                        eos_token_id=2, pad_token_id=PAD_TOKEN)
     grid = image_size // 14
     n_img = grid * grid + (1 if spec["strategy"] == "full" else 0)
