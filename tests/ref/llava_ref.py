@@ -13,6 +13,9 @@ class Reference:
     def __init__(self, folder):
         import torch
         from transformers import CLIPImageProcessor, LlavaForConditionalGeneration
+        # The models are tiny: torch's thread pool costs more than it gains (6x slower
+        # generate on a busy 2-core machine), and one thread keeps results reproducible.
+        torch.set_num_threads(1)
         self.folder = folder
         with open(os.path.join(folder, "config.json")) as f:
             self.config = json.load(f)
