@@ -2,8 +2,10 @@
 """Folders written by `modserve model init` load in transformers and give modserve's logits.
 
 1. Every preset (tiny, llava-1.5-7b), through preset_files (the files init writes, less
-   the weights, plus the tensor list init would write): LlavaConfig.from_pretrained reads
-   the config to the preset's values; LlavaForConditionalGeneration built on the meta
+   the weights, plus the tensor list init would write and the values modserve reads back
+   from the files): every value modserve reads (config.json, preprocessor_config.json)
+   equals what LlavaConfig / CLIPImageProcessor.from_pretrained read; the
+   LlavaForConditionalGeneration built on the meta
    device (no memory for weights) has exactly the tensors of the list, name for name
    (published layout, as transformers 4.57 saves) and shape for shape; the image
    processor, tokenizer and LlavaProcessor load, and the processor expands <image> to
@@ -56,20 +58,34 @@ def check_preset(args, preset, failures):
     subprocess.run([args.preset_files, preset, folder], check=True)
     with open(os.path.join(folder, "tensors.json")) as f:
         listed = {t["name"]: tuple(t["shape"]) for t in json.load(f)}
-    with open(os.path.join(folder, "config.json")) as f:
-        raw = json.load(f)
+    with open(os.path.join(folder, "parsed.json")) as f:
+        parsed = json.load(f)
     cfg = LlavaConfig.from_pretrained(folder, local_files_only=True)
+    proc = CLIPImageProcessor.from_pretrained(folder, local_files_only=True)
     problems = []
-    # the config as transformers reads it equals the file (no key dropped or renamed)
-    for section, obj in (("", cfg), ("vision_config.", cfg.vision_config),
-                         ("text_config.", cfg.text_config)):
-        src = raw if not section else raw[section[:-1]]
-        for k, v in src.items():
-            if isinstance(v, dict) or k in ("architectures", "torch_dtype", "dtype", "model_type"):
-                continue
-            got = getattr(obj, k, "<absent>")
-            if got != v and not (isinstance(v, float) and isinstance(got, float) and abs(got - v) <= 1e-9 * abs(v)):
-                problems.append("%s%s: file %r, transformers %r" % (section, k, v, got))
+    # every value modserve reads from the files equals what transformers reads
+    ip = parsed.pop("image_processor")
+    theirs_proc = {"shortest_edge": proc.size["shortest_edge"], "crop_height": proc.crop_size["height"],
+                   "crop_width": proc.crop_size["width"]}
+    n_keys = 0
+    for section, ours, theirs in (
+            ("", {k: v for k, v in parsed.items() if not isinstance(v, dict)}, cfg),
+            ("vision_config.", parsed["vision_config"], cfg.vision_config),
+            ("text_config.", parsed["text_config"], cfg.text_config),
+            ("preprocessor.", ip, proc)):
+        for k, v in ours.items():
+            got = theirs_proc[k] if theirs is proc and k in theirs_proc else getattr(theirs, k, "<absent>")
+            if got is None and v == -1:
+                got = -1  # modserve's "absent" token id
+            if isinstance(v, list):
+                same = isinstance(got, (list, tuple)) and all(abs(a - b) <= 1e-6 * abs(b) for a, b in zip(v, got))
+            elif isinstance(v, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+                same = abs(v - got) <= 1e-6 * abs(got)  # modserve keeps f32
+            else:
+                same = v == got
+            n_keys += 1
+            if not same:
+                problems.append("%s%s: modserve reads %r, transformers %r" % (section, k, v, got))
     with torch.device("meta"):
         model = LlavaForConditionalGeneration(cfg)
     have = published_names(model)
@@ -82,7 +98,6 @@ def check_preset(args, preset, failures):
             problems.append("init writes %s, transformers has no such tensor" % name)
         elif have[name] != listed[name]:
             problems.append("%s: init shape %s, transformers %s" % (name, listed[name], have[name]))
-    proc = CLIPImageProcessor.from_pretrained(folder, local_files_only=True)
     side = cfg.vision_config.image_size
     if proc.crop_size != {"height": side, "width": side} or proc.size != {"shortest_edge": side}:
         problems.append("image processor size %s crop %s, vision image_size %d" % (proc.size, proc.crop_size, side))
@@ -97,9 +112,9 @@ def check_preset(args, preset, failures):
         problems.append("LlavaProcessor expands <image> to %d tokens, image_seq_length %d, model %d" % (
             expanded, cfg.image_seq_length, n_img))
     n_params = sum(1 for _ in listed)
-    print("preset %-13s config keys equal, %d tensors equal to transformers' (names and shapes), "
+    print("preset %-13s %d config values and %d tensors (names, shapes) compared with transformers, "
           "%d image tokens, processor + tokenizer load: %s" % (
-              preset, n_params, n_img, "ok" if not problems else "%d problems" % len(problems)))
+              preset, n_keys, n_params, n_img, "ok" if not problems else "%d problems" % len(problems)))
     failures += ["preset %s: %s" % (preset, p) for p in problems]
 
 
