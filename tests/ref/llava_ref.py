@@ -7,6 +7,7 @@ token of a prompt is expanded to the model's tokens per image, as LlavaProcessor
 """
 import json
 import os
+import subprocess
 
 
 class Reference:
@@ -68,3 +69,17 @@ class Reference:
         text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True,
                                                    tokenize=False)
         return self._tokenizer(text)["input_ids"]
+
+
+def modserve_run(modserve, folder, ids, images, dump, n):
+    """`modserve run` on the CPU: n greedy tokens with EOS masked until n exist
+    (--min-tokens, as min_new_tokens), the last prompt position's logits into dump."""
+    cmd = [modserve, "run", "--model", folder, "--prompt-ids", ",".join(map(str, ids)),
+           "--max-tokens", str(n), "--min-tokens", str(n), "--dump-logits", dump,
+           "--device", "cpu", "--threads", "1"]
+    for im in images:
+        cmd += ["--image", im]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr[-2000:]))
+    return [int(t) for t in p.stdout.splitlines()[0].split(",")]

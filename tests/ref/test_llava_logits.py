@@ -61,18 +61,6 @@ def make_images(work):
     return files
 
 
-def run_modserve(modserve, folder, ids, images, dump):
-    cmd = [modserve, "run", "--model", folder, "--prompt-ids", ",".join(map(str, ids)),
-           "--max-tokens", str(NEW_TOKENS), "--min-tokens", str(NEW_TOKENS),
-           "--dump-logits", dump, "--device", "cpu", "--threads", "1"]
-    for im in images:
-        cmd += ["--image", im]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr[-2000:]))
-    return [int(t) for t in p.stdout.splitlines()[0].split(",")]
-
-
 def compare(label, got_logits, got_tokens, want_logits, want_tokens, failures):
     import numpy as np
     scale = float(np.abs(want_logits).max())
@@ -118,8 +106,8 @@ def check_serving(args, spec, ref, images, failures):
     question = "What is in the picture?"
     chat_ids = ref.chat_prompt_ids(question)
     want_chat, _ = ref.generate(chat_ids, [images["landscape.png"]], NEW_TOKENS)
-    run_chat = run_modserve(args.modserve, folder, chat_ids, [images["landscape.png"]],
-                            os.path.join(args.work, "serve-run.f32"))
+    run_chat = llava_ref.modserve_run(args.modserve, folder, chat_ids, [images["landscape.png"]],
+                                      os.path.join(args.work, "serve-run.f32"), NEW_TOKENS)
     text_ids = PROMPTS[0][1]
     want_text, _ = ref.generate(text_ids, [], NEW_TOKENS)
     proc, base = start_server(args.modserve, folder, os.path.join(args.work, "serve.log"))
@@ -173,7 +161,7 @@ def main():
         for label, ids, names in PROMPTS:
             files = [images[n] for n in names]
             dump = os.path.join(args.work, "logits.f32")
-            got_tokens = run_modserve(args.modserve, folder, ids, files, dump)
+            got_tokens = llava_ref.modserve_run(args.modserve, folder, ids, files, dump, NEW_TOKENS)
             got_logits = np.fromfile(dump, dtype="<f4")
             want_tokens, want_logits = ref.generate(ids, files, NEW_TOKENS, with_logits=True)
             compare(label, got_logits, got_tokens, want_logits, want_tokens, failures)

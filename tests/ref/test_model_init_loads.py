@@ -118,18 +118,6 @@ def check_preset(args, preset, failures):
     failures += ["preset %s: %s" % (preset, p) for p in problems]
 
 
-def run_modserve(args, folder, ids, images, dump):
-    cmd = [args.modserve, "run", "--model", folder, "--prompt-ids", ",".join(map(str, ids)),
-           "--max-tokens", str(NEW_TOKENS), "--min-tokens", str(NEW_TOKENS), "--dump-logits", dump,
-           "--device", "cpu", "--threads", "1"]
-    for im in images:
-        cmd += ["--image", im]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr[-2000:]))
-    return [int(t) for t in p.stdout.splitlines()[0].split(",")]
-
-
 def check_tiny(args, dtype, layout, shards, failures):
     import numpy as np
     import torch
@@ -149,7 +137,7 @@ def check_tiny(args, dtype, layout, shards, failures):
     for label, ids, images in (("text", [1, 300, 301, 302, 17], []),
                                ("1 image", [1, 5, 1000, 6, 7, 8], [image])):
         dump = os.path.join(args.work, "logits.f32")
-        got_tokens = run_modserve(args, folder, ids, images, dump)
+        got_tokens = llava_ref.modserve_run(args.modserve, folder, ids, images, dump, NEW_TOKENS)
         got = np.fromfile(dump, dtype="<f4")
         want_tokens, want = ref.generate(ids, images, NEW_TOKENS, with_logits=True)
         scale = float(np.abs(want).max())
