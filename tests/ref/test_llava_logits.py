@@ -2,9 +2,9 @@
 """modserve against transformers on LLaVA folders that transformers itself wrote.
 
 For every folder of make_llava_models.SPECS (the config matrix real checkpoints use)
-and prompts with 0, 1 and 3 images (PNG and JPEG, sizes that need resizing and
-cropping; on the transformers side each image goes through the folder's
-CLIPImageProcessor):
+and prompts with 0, 1 and 3 images and a 300-token one with an image (PNG and JPEG,
+sizes that need resizing and cropping; on the transformers side each image goes
+through the folder's CLIPImageProcessor):
   - `modserve run --dump-logits` equals LlavaForConditionalGeneration's logits at the
     last prompt position: max |err| <= 1e-4 x max |logit|. bf16/f16 folders are
     compared with transformers in f32 on the same (upcast) weights, as modserve's CPU
@@ -40,6 +40,9 @@ PROMPTS = [
     ("text", [1, 5, 17, 300, 42, 999, 7, 64], []),
     ("1 jpeg", [1, 20, IMG, 30, 31, 32, 900], ["wide.jpg"]),
     ("3 images", [1, IMG, 40, IMG, 41, 42, IMG, 43], ["landscape.png", "wide.jpg", "tall.png"]),
+    # many KV blocks and RoPE at a few hundred positions
+    ("300 text tokens + 1 png", [1] + [(37 * i) % 990 + 3 for i in range(150)] + [IMG]
+     + [(53 * i) % 990 + 3 for i in range(150)], ["tall.png"]),
 ]
 
 
