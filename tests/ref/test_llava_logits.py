@@ -23,6 +23,7 @@ import argparse
 import base64
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -93,13 +94,15 @@ def start_server(modserve, folder, log_path):
     proc = subprocess.Popen([modserve, "serve", "--model", folder, "--port", "0", "--device", "cpu",
                              "--threads", "1"], stdout=subprocess.PIPE, stderr=log, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None:
+        # wait for output with a timeout, so a server that hangs while loading fails the test
+        if not select.select([proc.stdout], [], [], 1.0)[0]:
+            continue
         line = proc.stdout.readline()
-        if not line:
-            break
         if "listening on " in line:
             return proc, line.split("listening on ")[1].strip().rstrip("/")
     proc.kill()
+    proc.wait()
     raise RuntimeError("modserve serve did not start (see %s)" % log_path)
 
 
