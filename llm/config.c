@@ -343,9 +343,10 @@ ms_status ms_llava_config_parse(const char *json, size_t len, ms_llava_config *c
         t->head_dim = t->hidden_size / t->num_attention_heads;
     }
 
-    /* LLaVA's own keys; pad_token_id sits at the top level in llava-hf checkpoints. */
+    /* LLaVA's own keys; pad_token_id sits at the top level in llava-hf checkpoints. A
+     * top-level tie_word_embeddings is not read: transformers ties the LM head by
+     * text_config.tie_word_embeddings alone (get_text_config(decoder=True)). */
     int32_t top_pad = -2;
-    bool top_tie = false;
     const cJSON *fl = cJSON_GetObjectItemCaseSensitive(root, "vision_feature_layer");
     if (fl && cJSON_IsArray(fl)) {
         s = ms_errorf(err, MS_ERR_UNSUPPORTED, "vision_feature_layer as a list is not supported");
@@ -359,11 +360,9 @@ ms_status ms_llava_config_parse(const char *json, size_t len, ms_llava_config *c
         (s = ms_json_string(root, "", "projector_hidden_act", cfg->projector_hidden_act,
                             sizeof cfg->projector_hidden_act, err)) ||
         (s = ms_json_bool(root, "", "multimodal_projector_bias", &cfg->multimodal_projector_bias, err)) ||
-        (s = ms_json_bool(root, "", "tie_word_embeddings", &top_tie, err)) ||
         (s = ms_json_token_id(root, "", "pad_token_id", &top_pad, err)) ||
         (s = ms_config_eos_read(root, "", &cfg->text, err))) /* top level wins, as in GenerationConfig */
         goto done;
-    if (top_tie) cfg->text.tie_word_embeddings = true;
     if (top_pad != -2 && cfg->text.pad_token_id < 0) cfg->text.pad_token_id = top_pad;
 
     if ((s = validate_llava(cfg, err))) goto done;

@@ -52,13 +52,18 @@ static void test_defaults(void) {
     EXPECT(c.vision.patch_size == 32 && c.vision.projection_dim == 512 && c.image_seq_length == 49);
     EXPECT(c.text.num_key_value_heads == 8 && c.text.head_dim == 64);
 
-    /* null means derive; explicit values win; "full" keeps CLS; top-level pad and tie */
+    /* null means derive; explicit values win; "full" keeps CLS; top-level pad applies to
+     * the text model, a top-level tie_word_embeddings does not (transformers ties by
+     * text_config's alone) */
     c = parse_ok("{\"text_config\": {\"num_key_value_heads\": null, \"head_dim\": 32, \"eos_token_id\": [7, 8],"
                  "\"num_attention_heads\": 16, \"hidden_size\": 1024}, \"vision_feature_select_strategy\": \"full\","
                  "\"pad_token_id\": 5, \"tie_word_embeddings\": true, \"image_token_id\": 9}");
     EXPECT(c.text.num_key_value_heads == 16 && c.text.head_dim == 32 && c.text.eos_token_id == 7);
-    EXPECT(c.image_seq_length == 577 && c.text.pad_token_id == 5 && c.text.tie_word_embeddings);
+    EXPECT(c.image_seq_length == 577 && c.text.pad_token_id == 5 && !c.text.tie_word_embeddings);
     EXPECT(c.image_token_index == 9);
+    c = parse_ok("{\"text_config\": {\"tie_word_embeddings\": true, \"vocab_size\": 32064},"
+                 "\"tie_word_embeddings\": false}");
+    EXPECT(c.text.tie_word_embeddings);
     c = parse_ok("{\"text_config\": {\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000},"
                  "\"vocab_size\": 32064}}");
     EXPECT(c.text.rope_theta == 500000.0f);
