@@ -23,3 +23,15 @@ foreach(be cpu cuda)
   set_tests_properties(test_backend_ops_${be} PROPERTIES SKIP_RETURN_CODE 77)
 endforeach()
 set_tests_properties(test_backend_ops_cuda PROPERTIES LABELS gpu)
+
+# The index contract (bad cu_seqlens, ctx_lens, block ids, slots, row ids abort with a
+# message) on every backend; the CUDA entry skips (77) without a GPU.
+add_executable(test_backend_contract ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_contract.c
+               ${CMAKE_CURRENT_SOURCE_DIR}/test_util.c)
+target_link_libraries(test_backend_contract PRIVATE ms_server)
+foreach(be cpu cuda)
+  add_test(NAME test_backend_contract_${be} COMMAND test_backend_contract --backend ${be}
+           WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+  set_tests_properties(test_backend_contract_${be} PROPERTIES SKIP_RETURN_CODE 77)
+endforeach()
+set_tests_properties(test_backend_contract_cuda PROPERTIES LABELS gpu)

@@ -61,7 +61,7 @@ __device__ __forceinline__ attn_seq attn_seq_info(const attn_params &p, int s) {
     int code = MS_CUDA_BAD_NONE;
     int64_t value = 0, limit = 0;
     if (s == 0 && c0 != 0) {
-        code = MS_CUDA_BAD_CU_START, value = c0;
+        code = MS_CUDA_BAD_CU_START, value = c0, limit = p.T;
     } else if (s == p.nseq - 1 && c1 != p.T) {
         code = MS_CUDA_BAD_CU_END, value = c1, limit = p.T;
     } else if (c0 < 0 || c1 > p.T || r.q_len < 0 || r.q_len > p.max_q) {

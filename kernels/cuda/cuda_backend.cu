@@ -42,10 +42,11 @@ static void check_violations(const ms_cuda_stream *s) {
                     lim = (long long)v->limit;
     switch (v->code) {
     case MS_CUDA_BAD_CU_START:
-        ms_panic(__FILE__, __LINE__, "cuda %s: %s must start at 0 (got %lld)", op, cu, val);
+        ms_panic(__FILE__, __LINE__, "cuda %s: %s must run from 0 to %lld (starts at %lld)", op,
+                 cu, lim, val);
     case MS_CUDA_BAD_CU_END:
-        ms_panic(__FILE__, __LINE__, "cuda %s: %s must end at the %lld rows of q (got %lld)",
-                 op, cu, lim, val);
+        ms_panic(__FILE__, __LINE__, "cuda %s: %s must run from 0 to %lld (ends at %lld)", op,
+                 cu, lim, val);
     case MS_CUDA_BAD_SEQ_ROWS:
         ms_panic(__FILE__, __LINE__, "cuda %s: sequence %lld has %lld rows (max given %lld)",
                  op, row, val, lim);
@@ -57,12 +58,15 @@ static void check_violations(const ms_cuda_stream *s) {
                  "cuda %s: sequence %lld has ctx_len %lld under its %lld queries", op, row, val,
                  lim);
     case MS_CUDA_BAD_BLOCK:
-        ms_panic(__FILE__, __LINE__, "cuda %s: sequence %lld reads block %lld, cache has %lld "
-                 "blocks", op, row, val, lim);
+        ms_panic(__FILE__, __LINE__, "cuda %s: sequence %lld reads block id %lld, cache has "
+                 "%lld blocks", op, row, val, lim);
     case MS_CUDA_BAD_SLOT:
         ms_panic(__FILE__, __LINE__, "cuda %s: slot %lld at row %lld outside a cache of %lld "
                  "slots", op, val, row, lim);
     case MS_CUDA_BAD_ROW_ID:
+        if (v->op == MS_CUDA_OP_GET_ROWS)
+            ms_panic(__FILE__, __LINE__, "cuda %s: id %lld at row %lld outside table of %lld",
+                     op, val, row, lim);
         ms_panic(__FILE__, __LINE__, "cuda %s: index %lld at row %lld outside %lld rows", op,
                  val, row, lim);
     }

@@ -68,7 +68,7 @@ static inline const char *ms_cuda_what(cublasStatus_t s) { return cublasLtGetSta
  * download and stream teardown in all builds. */
 typedef enum ms_cuda_bad_index {
     MS_CUDA_BAD_NONE = 0,
-    MS_CUDA_BAD_CU_START,   /* cu[0] != 0: value = cu[0] */
+    MS_CUDA_BAD_CU_START,   /* cu[0] != 0: value = cu[0], limit = T */
     MS_CUDA_BAD_CU_END,     /* cu[nseq] != T: value = cu[nseq], limit = T */
     MS_CUDA_BAD_SEQ_ROWS,   /* rows of sequence `row` not in [0, max]: value, limit = max */
     MS_CUDA_BAD_CTX_OVER,   /* ctx_lens[row] > max_ctx: value, limit = max_ctx */
