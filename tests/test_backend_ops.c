@@ -7,7 +7,8 @@
  * (test_backend_ops_cases_paths.c) run here at sizes the CPU under ASan takes in
  * seconds; test_cuda_kernels runs them at full size on a GPU.
  *
- *   test_backend_ops --backend cpu|cuda [--op NAME] [--seed S]
+ *   test_backend_ops --backend cpu|cuda [--op NAME] [--seed S] [--full]
+ * --full runs the code-path cases at test_cuda_kernels' sizes (slow on the CPU). It
  * exits 77 (skipped) for cuda when no GPU is present or CUDA was not built in.
  */
 #include <stdio.h>
@@ -21,13 +22,16 @@
 int main(int argc, char **argv) {
     const char *backend = "cpu", *only = NULL;
     uint64_t seed = 0;
+    tbo_size paths = TBO_SIZE_SMALL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) backend = argv[++i];
         else if (strcmp(argv[i], "--op") == 0 && i + 1 < argc) only = argv[++i];
         else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 0);
+        else if (strcmp(argv[i], "--full") == 0)
+            paths = TBO_SIZE_FULL;
         else {
-            fprintf(stderr, "usage: test_backend_ops --backend cpu|cuda [--op NAME] [--seed S]\n");
+            fprintf(stderr, "usage: test_backend_ops --backend cpu|cuda [--op NAME] [--seed S] [--full]\n");
             return 2;
         }
     }
@@ -46,7 +50,7 @@ int main(int argc, char **argv) {
     tbo_cases_core();
     tbo_cases_attention();
     tbo_cases_misc();
-    tbo_cases_paths(TBO_SIZE_SMALL);
+    tbo_cases_paths(paths);
     int cases, failed;
     tbo_counts(&cases, &failed);
     printf("%d cases, %d failed\n", cases, failed);

@@ -124,9 +124,9 @@ static void case_two_contexts(tbo_size size) {
     ms_ctx *second = ms_ctx_create(tbo_backend());
     worker wa = {.ctx = tbo_ctx(), .paged = true, .out = out.t, .a = q.t, .b = kc.t, .c = vc.t,
                  .d = dbt.t, .e = dcu.t, .f = dlen.t, .max_q = 1, .max_ctx = 1025,
-                 .reps = full ? 200 : 3};
+                 .reps = full ? 40 : 3};
     worker wb = {.ctx = second, .paged = false, .out = y.t, .a = x.t, .b = w.t,
-                 .reps = full ? 50 : 3};
+                 .reps = full ? 10 : 3};
     pthread_t ta, tb;
     pthread_create(&ta, NULL, worker_run, &wa);
     pthread_create(&tb, NULL, worker_run, &wb);
