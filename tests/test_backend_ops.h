@@ -1,7 +1,8 @@
 /*
- * Shared by the parts of test_backend_ops: the harness (test_backend_ops.c: device
- * buffers with guard bytes, random inputs, error check and report), the op cases
- * (test_backend_ops_cases*.c) and the naive double-precision references
+ * Shared by the parts of test_backend_ops and test_cuda_kernels: the harness
+ * (test_backend_ops_harness.c: device buffers with guard bytes, random inputs, error
+ * check and report), the op cases (test_backend_ops_cases*.c) and the naive
+ * double-precision references
  * (test_backend_ops_ref.c), written from the op definitions in kernels/backend.h and
  * kernels/sample.h, independent of the backend code. Reference inputs are host f32
  * arrays already rounded to the backend's act dtype; outputs are double.
@@ -19,12 +20,22 @@ typedef struct dbuf {
     ms_tensor raw; /* i32[words]: GUARD | data (rounded up to 4 bytes) | GUARD */
     ms_tensor t;   /* the tensor the op sees */
     size_t nbytes;
+    size_t lead;   /* bytes of raw before t.data: the guard, plus one element if misaligned */
 } dbuf;
 
 typedef struct limits {
-    double f32, bf16; /* NMSE limits for an f32 backend and a bf16 one */
+    double f32, bf16; /* NMSE limits for an f32 backend and a bf16 one; the per-row
+                       * limit is 4 x sqrt of it (see test_backend_ops_harness.c) */
 } limits;
 
+/* The backend and context the cases run on; only_op: run just that op (NULL: all);
+ * seed 0 keeps the default. */
+void tbo_init(ms_backend *be, ms_ctx *ctx, const char *only_op, uint64_t seed);
+void tbo_counts(int *cases, int *failed);
+/* While on, new buffers start one element past a 16-byte boundary (a row view of an
+ * odd-width tensor), so vectorised kernels must take their unaligned paths. */
+void tbo_misaligned(bool on);
+bool tbo_is_misaligned(void);
 ms_backend *tbo_backend(void);
 ms_ctx *tbo_ctx(void);
 float tbo_uniform(float lo, float hi);      /* [lo, hi) */
@@ -58,6 +69,19 @@ bool tbo_supported(const char *op, bool present);
 void tbo_cases_core(void);      /* memory ops, matmul, norms, elementwise, rows */
 void tbo_cases_attention(void); /* rope, attention, kv_write, attention_paged */
 void tbo_cases_misc(void);      /* patch_embed, image_normalize, sample */
+/* The code paths that the shapes above do not reach (docs/kernels.md lists them): long
+ * prefill key runs, decode GQA ratios and context lengths, other block sizes, misaligned
+ * views, two contexts at once, a 128k vocabulary. SMALL keeps the CPU under ASan fast;
+ * FULL is the size that picks the CUDA fast paths (test_cuda_kernels). */
+/* Single cases the path tests reuse (test_backend_ops_cases.c, _cases_attn.c). */
+void tbo_run_matmul(int64_t M, int64_t K, int64_t N, bool bias, bool y_f32);
+void tbo_run_norms(int64_t M, int64_t N, float lo, float hi, bool beta, int variant);
+void tbo_run_attention(const int32_t *lens, int nseq, int64_t Hq, int64_t Hkv, int64_t D,
+                       bool causal);
+void tbo_run_paged(int64_t bs, int64_t Hq, int64_t Hkv, int64_t D, int nseq,
+                   const int32_t *len, const int32_t *q);
+typedef enum tbo_size { TBO_SIZE_SMALL, TBO_SIZE_FULL } tbo_size;
+void tbo_cases_paths(tbo_size size);
 
 /* ---- references ---- */
 void ref_matmul(double *y, const float *x, const float *w, const float *bias, int64_t M,

@@ -88,6 +88,28 @@ static void case_memory(void) {
 
 /* ---- matmul ---- */
 
+void tbo_run_matmul(int64_t M, int64_t K, int64_t N, bool bias, bool y_f32) {
+    float *hx, *hw, *hb = NULL;
+    dbuf x = tbo_rand2(M, K, -1, 1, &hx), w = tbo_rand2(N, K, -1, 1, &hw), b = {0};
+    if (bias) b = tbo_rand2(1, N, -1, 1, &hb);
+    dbuf y = tbo_new2(y_f32 ? MS_DTYPE_F32 : tbo_backend()->act_dtype, M, N);
+    ms_op_matmul(tbo_ctx(), &y.t, &x.t, &w.t, bias ? &b.t : NULL);
+    double *ref = tbo_ref_buf(M * N);
+    ref_matmul(ref, hx, hw, hb, M, K, N);
+    char sh[80];
+    snprintf(sh, sizeof sh, "M=%lld K=%lld N=%lld%s%s", (long long)M, (long long)K, (long long)N,
+             bias ? " bias" : "", y_f32 ? " y=f32" : "");
+    tbo_check_out("matmul", sh, &y, ref, LIM_MATMUL);
+    tbo_free(&x);
+    tbo_free(&w);
+    tbo_free(&y);
+    if (bias) tbo_free(&b);
+    free(hx);
+    free(hw);
+    free(hb);
+    free(ref);
+}
+
 static void case_matmul(void) {
     if (!tbo_selected("matmul") || !tbo_supported("matmul", tbo_backend()->ops->matmul)) return;
     const struct { int64_t M, K, N; bool bias, y_f32; } cs[] = {
@@ -95,104 +117,88 @@ static void case_matmul(void) {
         {64, 96, 130, false, false}, {5, 1024, 3, true, false}, {3, 40, 77, true, true},
         {1, 4096, 11, false, true},
     };
-    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
-        const int64_t M = cs[c].M, K = cs[c].K, N = cs[c].N;
-        float *hx, *hw, *hb = NULL;
-        dbuf x = tbo_rand2(M, K, -1, 1, &hx), w = tbo_rand2(N, K, -1, 1, &hw), b = {0};
-        if (cs[c].bias) b = tbo_rand2(1, N, -1, 1, &hb);
-        dbuf y = tbo_new2(cs[c].y_f32 ? MS_DTYPE_F32 : tbo_backend()->act_dtype, M, N);
-        ms_op_matmul(tbo_ctx(), &y.t, &x.t, &w.t, cs[c].bias ? &b.t : NULL);
-        double *ref = tbo_ref_buf(M * N);
-        ref_matmul(ref, hx, hw, hb, M, K, N);
-        char sh[80];
-        snprintf(sh, sizeof sh, "M=%lld K=%lld N=%lld%s%s", (long long)M, (long long)K,
-                 (long long)N, cs[c].bias ? " bias" : "", cs[c].y_f32 ? " y=f32" : "");
-        tbo_check_out("matmul", sh, &y, ref, LIM_MATMUL);
-        tbo_free(&x);
-        tbo_free(&w);
-        tbo_free(&y);
-        if (cs[c].bias) tbo_free(&b);
-        free(hx);
-        free(hw);
-        free(hb);
-        free(ref);
-    }
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++)
+        tbo_run_matmul(cs[c].M, cs[c].K, cs[c].N, cs[c].bias, cs[c].y_f32);
 }
 
 /* ---- norms and softmax ---- */
+
+/* layernorm, rmsnorm, add_rmsnorm and softmax on one [M, N]; c varies eps and the
+ * softmax's logit range. */
+void tbo_run_norms(int64_t M, int64_t N, float lo, float hi, bool beta, int c) {
+    ms_ctx *ctx = tbo_ctx();
+    const ms_dtype act = tbo_backend()->act_dtype;
+    char sh[80];
+    snprintf(sh, sizeof sh, "M=%lld N=%lld x in [%g,%g)%s", (long long)M, (long long)N, lo, hi,
+             beta ? "" : " no beta");
+    float *hx, *hg, *hb, *hr;
+    dbuf x = tbo_rand2(M, N, lo, hi, &hx);
+    dbuf g = tbo_rand2(1, N, 0.5f, 1.5f, &hg), b = tbo_rand2(1, N, -0.5f, 0.5f, &hb);
+    double *ref = tbo_ref_buf(M * N);
+    if (tbo_selected("layernorm") && tbo_supported("layernorm", tbo_backend()->ops->layernorm)) {
+        dbuf y = tbo_new2(act, M, N);
+        ms_op_layernorm(ctx, &y.t, &x.t, &g.t, beta ? &b.t : NULL, 1e-5f);
+        ref_layernorm(ref, hx, hg, beta ? hb : NULL, M, N, 1e-5);
+        tbo_check_out("layernorm", sh, &y, ref, LIM_NORM);
+        tbo_free(&y);
+    }
+    double *xd = tbo_to_double(hx, M * N);
+    const float eps = c % 2 ? 1e-5f : 1e-6f;
+    if (tbo_selected("rmsnorm") && tbo_supported("rmsnorm", tbo_backend()->ops->rmsnorm)) {
+        dbuf y = tbo_new2(act, M, N);
+        ms_op_rmsnorm(ctx, &y.t, &x.t, &g.t, eps);
+        ref_rmsnorm(ref, xd, hg, M, N, eps);
+        tbo_check_out("rmsnorm", sh, &y, ref, LIM_NORM);
+        tbo_free(&y);
+    }
+    if (tbo_selected("add_rmsnorm") &&
+        tbo_supported("add_rmsnorm", tbo_backend()->ops->add_rmsnorm)) {
+        dbuf r = tbo_rand2(M, N, -1, 1, &hr), y = tbo_new2(act, M, N);
+        ms_op_add_rmsnorm(ctx, &r.t, &x.t, &y.t, &g.t, eps);
+        double *res = tbo_ref_buf(M * N);
+        for (int64_t i = 0; i < M * N; i++) res[i] = (double)hr[i] + hx[i];
+        ref_rmsnorm(ref, res, hg, M, N, eps);
+        char sh2[96];
+        snprintf(sh2, sizeof sh2, "%s residual", sh);
+        tbo_check_out("add_rmsnorm", sh2, &r, res, LIM_NORM);
+        snprintf(sh2, sizeof sh2, "%s y", sh);
+        tbo_check_out("add_rmsnorm", sh2, &y, ref, LIM_NORM);
+        tbo_free(&r);
+        tbo_free(&y);
+        free(hr);
+        free(res);
+    }
+    if (tbo_selected("softmax") && tbo_supported("softmax", tbo_backend()->ops->softmax)) {
+        /* wide logits: exercises the max subtraction */
+        float *hs;
+        dbuf s = tbo_rand2(M, N, -10.0f * (float)(c + 1), 10.0f * (float)(c + 1), &hs);
+        dbuf y = tbo_new2(act, M, N);
+        ms_op_softmax(ctx, &y.t, &s.t);
+        ref_softmax(ref, hs, M, N);
+        char sh2[80];
+        snprintf(sh2, sizeof sh2, "M=%lld N=%lld x in +-%d", (long long)M, (long long)N,
+                 10 * (int)(c + 1));
+        tbo_check_out("softmax", sh2, &y, ref, LIM_NORM);
+        tbo_free(&s);
+        tbo_free(&y);
+        free(hs);
+    }
+    tbo_free(&x);
+    tbo_free(&g);
+    tbo_free(&b);
+    free(hx);
+    free(hg);
+    free(hb);
+    free(xd);
+    free(ref);
+}
 
 static void case_norms(void) {
     const struct { int64_t M, N; float lo, hi; bool beta; } cs[] = {
         {1, 8, -1, 1, true}, {7, 33, -2, 2, true}, {5, 768, 2, 4, false}, {3, 1000, -5, 5, true},
     };
-    ms_ctx *ctx = tbo_ctx();
-    const ms_dtype act = tbo_backend()->act_dtype;
-    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
-        const int64_t M = cs[c].M, N = cs[c].N;
-        char sh[80];
-        snprintf(sh, sizeof sh, "M=%lld N=%lld x in [%g,%g)%s", (long long)M, (long long)N,
-                 cs[c].lo, cs[c].hi, cs[c].beta ? "" : " no beta");
-        float *hx, *hg, *hb, *hr;
-        dbuf x = tbo_rand2(M, N, cs[c].lo, cs[c].hi, &hx);
-        dbuf g = tbo_rand2(1, N, 0.5f, 1.5f, &hg), b = tbo_rand2(1, N, -0.5f, 0.5f, &hb);
-        double *ref = tbo_ref_buf(M * N);
-        if (tbo_selected("layernorm") && tbo_supported("layernorm", tbo_backend()->ops->layernorm)) {
-            dbuf y = tbo_new2(act, M, N);
-            ms_op_layernorm(ctx, &y.t, &x.t, &g.t, cs[c].beta ? &b.t : NULL, 1e-5f);
-            ref_layernorm(ref, hx, hg, cs[c].beta ? hb : NULL, M, N, 1e-5);
-            tbo_check_out("layernorm", sh, &y, ref, LIM_NORM);
-            tbo_free(&y);
-        }
-        double *xd = tbo_to_double(hx, M * N);
-        const float eps = c % 2 ? 1e-5f : 1e-6f;
-        if (tbo_selected("rmsnorm") && tbo_supported("rmsnorm", tbo_backend()->ops->rmsnorm)) {
-            dbuf y = tbo_new2(act, M, N);
-            ms_op_rmsnorm(ctx, &y.t, &x.t, &g.t, eps);
-            ref_rmsnorm(ref, xd, hg, M, N, eps);
-            tbo_check_out("rmsnorm", sh, &y, ref, LIM_NORM);
-            tbo_free(&y);
-        }
-        if (tbo_selected("add_rmsnorm") &&
-            tbo_supported("add_rmsnorm", tbo_backend()->ops->add_rmsnorm)) {
-            dbuf r = tbo_rand2(M, N, -1, 1, &hr), y = tbo_new2(act, M, N);
-            ms_op_add_rmsnorm(ctx, &r.t, &x.t, &y.t, &g.t, eps);
-            double *res = tbo_ref_buf(M * N);
-            for (int64_t i = 0; i < M * N; i++) res[i] = (double)hr[i] + hx[i];
-            ref_rmsnorm(ref, res, hg, M, N, eps);
-            char sh2[96];
-            snprintf(sh2, sizeof sh2, "%s residual", sh);
-            tbo_check_out("add_rmsnorm", sh2, &r, res, LIM_NORM);
-            snprintf(sh2, sizeof sh2, "%s y", sh);
-            tbo_check_out("add_rmsnorm", sh2, &y, ref, LIM_NORM);
-            tbo_free(&r);
-            tbo_free(&y);
-            free(hr);
-            free(res);
-        }
-        if (tbo_selected("softmax") && tbo_supported("softmax", tbo_backend()->ops->softmax)) {
-            /* wide logits: exercises the max subtraction */
-            float *hs;
-            dbuf s = tbo_rand2(M, N, -10.0f * (float)(c + 1), 10.0f * (float)(c + 1), &hs);
-            dbuf y = tbo_new2(act, M, N);
-            ms_op_softmax(ctx, &y.t, &s.t);
-            ref_softmax(ref, hs, M, N);
-            char sh2[80];
-            snprintf(sh2, sizeof sh2, "M=%lld N=%lld x in +-%d", (long long)M, (long long)N,
-                     10 * (int)(c + 1));
-            tbo_check_out("softmax", sh2, &y, ref, LIM_NORM);
-            tbo_free(&s);
-            tbo_free(&y);
-            free(hs);
-        }
-        tbo_free(&x);
-        tbo_free(&g);
-        tbo_free(&b);
-        free(hx);
-        free(hg);
-        free(hb);
-        free(xd);
-        free(ref);
-    }
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++)
+        tbo_run_norms(cs[c].M, cs[c].N, cs[c].lo, cs[c].hi, cs[c].beta, (int)c);
 }
 
 /* ---- elementwise ---- */

@@ -43,6 +43,45 @@ static void case_rope(void) {
     }
 }
 
+/* One packed-attention case: sequences of lens[nseq] rows. */
+void tbo_run_attention(const int32_t *lens, int nseq, int64_t Hq, int64_t Hkv, int64_t D,
+                       bool causal) {
+    int32_t *cu = calloc((size_t)nseq + 1, sizeof *cu);
+    int32_t max_len = 0;
+    for (int s = 0; s < nseq; s++) {
+        cu[s + 1] = cu[s] + lens[s];
+        if (lens[s] > max_len) max_len = lens[s];
+    }
+    const int64_t T = cu[nseq];
+    const int64_t sq[3] = {T, Hq, D}, skv[3] = {T, Hkv, D};
+    float *hq, *hk, *hv;
+    /* q spans a wider range so the softmax is far from uniform */
+    dbuf q = tbo_rand(3, sq, -3, 3, &hq), k = tbo_rand(3, skv, -1, 1, &hk),
+         v = tbo_rand(3, skv, -1, 1, &hv);
+    dbuf dcu = tbo_i32_1d(nseq + 1, cu), out = tbo_new(tbo_backend()->act_dtype, 3, sq);
+    const float scale = 1.0f / sqrtf((float)D);
+    ms_op_attention(tbo_ctx(), &out.t, &q.t, &k.t, &v.t, &dcu.t, max_len, causal, scale);
+    double *ref = tbo_ref_buf(T * Hq * D);
+    ref_attention(ref, hq, hk, hv, cu, nseq, Hq, Hkv, D, causal, scale);
+    char sh[128];
+    int n = snprintf(sh, sizeof sh, "seqs=");
+    for (int s = 0; s < nseq && n < 60; s++)
+        n += snprintf(sh + n, sizeof sh - (size_t)n, s ? ",%d" : "%d", lens[s]);
+    snprintf(sh + n, sizeof sh - (size_t)n, " Hq=%lld Hkv=%lld D=%lld %s", (long long)Hq,
+             (long long)Hkv, (long long)D, causal ? "causal" : "full");
+    tbo_check_out("attention", sh, &out, ref, LIM_ATTN);
+    tbo_free(&q);
+    tbo_free(&k);
+    tbo_free(&v);
+    tbo_free(&dcu);
+    tbo_free(&out);
+    free(hq);
+    free(hk);
+    free(hv);
+    free(ref);
+    free(cu);
+}
+
 static void case_attention(void) {
     if (!tbo_selected("attention") || !tbo_supported("attention", tbo_backend()->ops->attention))
         return;
@@ -52,42 +91,8 @@ static void case_attention(void) {
         {{50}, 1, 2, 1, 64, false},      {{1, 1, 1}, 3, 6, 3, 16, true},
         {{33, 2}, 2, 8, 8, 128, true},   {{17, 12}, 2, 4, 2, 64, false},
     };
-    const ms_dtype act = tbo_backend()->act_dtype;
-    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
-        int32_t cu[5] = {0};
-        int32_t max_len = 0;
-        for (int s = 0; s < cs[c].nseq; s++) {
-            cu[s + 1] = cu[s] + cs[c].lens[s];
-            if (cs[c].lens[s] > max_len) max_len = cs[c].lens[s];
-        }
-        const int64_t T = cu[cs[c].nseq], Hq = cs[c].Hq, Hkv = cs[c].Hkv, D = cs[c].D;
-        const int64_t sq[3] = {T, Hq, D}, skv[3] = {T, Hkv, D};
-        float *hq, *hk, *hv;
-        /* q spans a wider range so the softmax is far from uniform */
-        dbuf q = tbo_rand(3, sq, -3, 3, &hq), k = tbo_rand(3, skv, -1, 1, &hk),
-             v = tbo_rand(3, skv, -1, 1, &hv);
-        dbuf dcu = tbo_i32_1d(cs[c].nseq + 1, cu), out = tbo_new(act, 3, sq);
-        const float scale = 1.0f / sqrtf((float)D);
-        ms_op_attention(tbo_ctx(), &out.t, &q.t, &k.t, &v.t, &dcu.t, max_len, cs[c].causal, scale);
-        double *ref = tbo_ref_buf(T * Hq * D);
-        ref_attention(ref, hq, hk, hv, cu, cs[c].nseq, Hq, Hkv, D, cs[c].causal, scale);
-        char sh[96];
-        int n = snprintf(sh, sizeof sh, "seqs=");
-        for (int s = 0; s < cs[c].nseq; s++)
-            n += snprintf(sh + n, sizeof sh - (size_t)n, s ? ",%d" : "%d", cs[c].lens[s]);
-        snprintf(sh + n, sizeof sh - (size_t)n, " Hq=%lld Hkv=%lld D=%lld %s", (long long)Hq,
-                 (long long)Hkv, (long long)D, cs[c].causal ? "causal" : "full");
-        tbo_check_out("attention", sh, &out, ref, LIM_ATTN);
-        tbo_free(&q);
-        tbo_free(&k);
-        tbo_free(&v);
-        tbo_free(&dcu);
-        tbo_free(&out);
-        free(hq);
-        free(hk);
-        free(hv);
-        free(ref);
-    }
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++)
+        tbo_run_attention(cs[c].lens, cs[c].nseq, cs[c].Hq, cs[c].Hkv, cs[c].D, cs[c].causal);
 }
 
 static void case_kv_write(void) {
@@ -142,6 +147,70 @@ static void case_kv_write(void) {
     }
 }
 
+/* One paged-attention case: sequence s has ctx_len len[s] and q[s] new query rows
+ * (q 1 everywhere = decode), blocks of bs slots handed out in a shuffled order, a spare
+ * table column (-1) the op must not read, and spare cache blocks. */
+void tbo_run_paged(int64_t bs, int64_t Hq, int64_t Hkv, int64_t D, int nseq,
+                   const int32_t *len, const int32_t *qn) {
+    int32_t *cu_q = calloc((size_t)nseq + 1, sizeof *cu_q), max_q = 0, max_ctx = 0;
+    int64_t max_blocks = 0, used_blocks = 0;
+    for (int s = 0; s < nseq; s++) {
+        cu_q[s + 1] = cu_q[s] + qn[s];
+        max_q = qn[s] > max_q ? qn[s] : max_q;
+        max_ctx = len[s] > max_ctx ? len[s] : max_ctx;
+        const int64_t nb = (len[s] + bs - 1) / bs;
+        max_blocks = nb > max_blocks ? nb : max_blocks;
+        used_blocks += nb;
+    }
+    max_blocks += 1; /* a spare column the op must not read */
+    const int64_t n_blocks = used_blocks + 3, T = cu_q[nseq];
+    /* blocks handed out in a shuffled order, so tables are not contiguous */
+    int32_t *perm = malloc(sizeof(int32_t) * (size_t)n_blocks);
+    for (int64_t i = 0; i < n_blocks; i++) perm[i] = (int32_t)i;
+    for (int64_t i = n_blocks - 1; i > 0; i--) {
+        const int32_t j = tbo_int(0, (int32_t)i), tmp = perm[i];
+        perm[i] = perm[j];
+        perm[j] = tmp;
+    }
+    int32_t *bt = malloc(sizeof(int32_t) * (size_t)(nseq * max_blocks));
+    int64_t next = 0;
+    for (int s = 0; s < nseq; s++)
+        for (int64_t b = 0; b < max_blocks; b++)
+            bt[s * max_blocks + b] = b < (len[s] + bs - 1) / bs ? perm[next++] : -1;
+    const int64_t sc[4] = {n_blocks, bs, Hkv, D}, sq[3] = {T, Hq, D}, sbt[2] = {nseq, max_blocks};
+    float *hkc, *hvc, *hq;
+    dbuf kc = tbo_rand(4, sc, -1, 1, &hkc), vc = tbo_rand(4, sc, -1, 1, &hvc);
+    dbuf q = tbo_rand(3, sq, -3, 3, &hq), out = tbo_new(tbo_backend()->act_dtype, 3, sq);
+    dbuf dbt = tbo_i32(2, sbt, bt), dcu = tbo_i32_1d(nseq + 1, cu_q), dlen = tbo_i32_1d(nseq, len);
+    const float scale = 1.0f / sqrtf((float)D);
+    ms_op_attention_paged(tbo_ctx(), &out.t, &q.t, &kc.t, &vc.t, &dbt.t, &dcu.t, &dlen.t, max_q,
+                          max_ctx, scale);
+    double *ref = tbo_ref_buf(T * Hq * D);
+    ref_attention_paged(ref, hq, hkc, hvc, bt, max_blocks, bs, cu_q, len, nseq, Hq, Hkv, D,
+                        scale);
+    char sh[128];
+    int n = snprintf(sh, sizeof sh, "bs=%lld ctx/q=", (long long)bs);
+    for (int s = 0; s < nseq && n < 60; s++)
+        n += snprintf(sh + n, sizeof sh - (size_t)n, s ? ",%d/%d" : "%d/%d", len[s], qn[s]);
+    snprintf(sh + n, sizeof sh - (size_t)n, " Hq=%lld Hkv=%lld D=%lld", (long long)Hq,
+             (long long)Hkv, (long long)D);
+    tbo_check_out("attention_paged", sh, &out, ref, LIM_ATTN);
+    tbo_free(&kc);
+    tbo_free(&vc);
+    tbo_free(&q);
+    tbo_free(&out);
+    tbo_free(&dbt);
+    tbo_free(&dcu);
+    tbo_free(&dlen);
+    free(hkc);
+    free(hvc);
+    free(hq);
+    free(perm);
+    free(bt);
+    free(ref);
+    free(cu_q);
+}
+
 static void case_attention_paged(void) {
     if (!tbo_selected("attention_paged") ||
         !tbo_supported("attention_paged", tbo_backend()->ops->attention_paged))
@@ -154,70 +223,8 @@ static void case_attention_paged(void) {
         {16, 2, 2, 16, 1, {100}, {2}},
         {16, 8, 8, 128, 3, {31, 1, 64}, {1, 1, 1}},
     };
-    const ms_dtype act = tbo_backend()->act_dtype;
-    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
-        const int64_t bs = cs[c].bs, Hq = cs[c].Hq, Hkv = cs[c].Hkv, D = cs[c].D;
-        const int nseq = cs[c].nseq;
-        int32_t cu_q[5] = {0}, max_q = 0, max_ctx = 0;
-        int64_t max_blocks = 0, used_blocks = 0;
-        for (int s = 0; s < nseq; s++) {
-            cu_q[s + 1] = cu_q[s] + cs[c].q[s];
-            max_q = cs[c].q[s] > max_q ? cs[c].q[s] : max_q;
-            max_ctx = cs[c].len[s] > max_ctx ? cs[c].len[s] : max_ctx;
-            const int64_t nb = (cs[c].len[s] + bs - 1) / bs;
-            max_blocks = nb > max_blocks ? nb : max_blocks;
-            used_blocks += nb;
-        }
-        max_blocks += 1; /* a spare column the op must not read */
-        const int64_t n_blocks = used_blocks + 3, T = cu_q[nseq];
-        /* blocks handed out in a shuffled order, so tables are not contiguous */
-        int32_t *perm = malloc(sizeof(int32_t) * (size_t)n_blocks);
-        for (int64_t i = 0; i < n_blocks; i++) perm[i] = (int32_t)i;
-        for (int64_t i = n_blocks - 1; i > 0; i--) {
-            const int32_t j = tbo_int(0, (int32_t)i), tmp = perm[i];
-            perm[i] = perm[j];
-            perm[j] = tmp;
-        }
-        int32_t *bt = malloc(sizeof(int32_t) * (size_t)(nseq * max_blocks));
-        int64_t next = 0;
-        for (int s = 0; s < nseq; s++)
-            for (int64_t b = 0; b < max_blocks; b++)
-                bt[s * max_blocks + b] = b < (cs[c].len[s] + bs - 1) / bs ? perm[next++] : -1;
-        const int64_t sc[4] = {n_blocks, bs, Hkv, D}, sq[3] = {T, Hq, D},
-                      sbt[2] = {nseq, max_blocks};
-        float *hkc, *hvc, *hq;
-        dbuf kc = tbo_rand(4, sc, -1, 1, &hkc), vc = tbo_rand(4, sc, -1, 1, &hvc);
-        dbuf q = tbo_rand(3, sq, -3, 3, &hq), out = tbo_new(act, 3, sq);
-        dbuf dbt = tbo_i32(2, sbt, bt), dcu = tbo_i32_1d(nseq + 1, cu_q),
-             dlen = tbo_i32_1d(nseq, cs[c].len);
-        const float scale = 1.0f / sqrtf((float)D);
-        ms_op_attention_paged(tbo_ctx(), &out.t, &q.t, &kc.t, &vc.t, &dbt.t, &dcu.t, &dlen.t,
-                              max_q, max_ctx, scale);
-        double *ref = tbo_ref_buf(T * Hq * D);
-        ref_attention_paged(ref, hq, hkc, hvc, bt, max_blocks, bs, cu_q, cs[c].len, nseq, Hq,
-                            Hkv, D, scale);
-        char sh[96];
-        int n = snprintf(sh, sizeof sh, "bs=%lld ctx/q=", (long long)bs);
-        for (int s = 0; s < nseq; s++)
-            n += snprintf(sh + n, sizeof sh - (size_t)n, s ? ",%d/%d" : "%d/%d", cs[c].len[s],
-                          cs[c].q[s]);
-        snprintf(sh + n, sizeof sh - (size_t)n, " Hq=%lld Hkv=%lld D=%lld", (long long)Hq,
-                 (long long)Hkv, (long long)D);
-        tbo_check_out("attention_paged", sh, &out, ref, LIM_ATTN);
-        tbo_free(&kc);
-        tbo_free(&vc);
-        tbo_free(&q);
-        tbo_free(&out);
-        tbo_free(&dbt);
-        tbo_free(&dcu);
-        tbo_free(&dlen);
-        free(hkc);
-        free(hvc);
-        free(hq);
-        free(perm);
-        free(bt);
-        free(ref);
-    }
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++)
+        tbo_run_paged(cs[c].bs, cs[c].Hq, cs[c].Hkv, cs[c].D, cs[c].nseq, cs[c].len, cs[c].q);
 }
 
 void tbo_cases_attention(void) {

@@ -20,9 +20,14 @@ void ms_cuda_attention(ms_ctx *ctx, ms_tensor *out, const ms_tensor *q, const ms
     p.Hq = (int32_t)q->shape[1];
     p.Hkv = (int32_t)k->shape[1];
     p.D = (int32_t)q->shape[2];
+    p.T = (int32_t)q->shape[0];
+    p.max_q = max_seqlen;
     p.causal = causal;
     p.scale_log2 = scale * 1.4426950408889634f;
+    p.bad = ms_cuda_violations_of(ctx);
+    p.op = MS_CUDA_OP_ATTENTION;
     MS_CHECKF(p.nseq <= 65535 && p.Hq <= 65535, "attention: %d sequences, %d heads", p.nseq, p.Hq);
+    MS_CHECKF(q->shape[0] <= INT32_MAX, "attention: %lld rows", (long long)q->shape[0]);
     if (max_seqlen <= 0) return;
     const bool aligned =
         ((uintptr_t)p.q | (uintptr_t)p.k | (uintptr_t)p.v | (uintptr_t)p.out) % 16 == 0;
@@ -30,4 +35,5 @@ void ms_cuda_attention(ms_ctx *ctx, ms_tensor *out, const ms_tensor *q, const ms
         ms_cuda_attn_flash(p, max_seqlen, st);
     else
         ms_cuda_attn_generic(p, max_seqlen, st);
+    ms_cuda_indices_checked(ctx);
 }

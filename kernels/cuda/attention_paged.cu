@@ -52,9 +52,17 @@ __global__ void __launch_bounds__(DEC_THREADS)
 #pragma unroll
     for (int i = 0; i < 8; i++) acc[i] = 0.0f;
 
-    for (int j = j_begin + grp; j < j_end; j += GROUPS) {
-        const uint4 ku = *reinterpret_cast<const uint4 *>(attn_kv_row(p, s, sq, j, kvh, false) + d0);
-        const uint4 vu = *reinterpret_cast<const uint4 *>(attn_kv_row(p, s, sq, j, kvh, true) + d0);
+    /* Every lane of the block runs the same iterations (the bounds are block-uniform):
+     * the dot product's shuffles name the whole warp, so a lane whose group has no key
+     * left must still execute them. Its loads are skipped and its state kept. */
+    for (int j0 = j_begin; j0 < j_end; j0 += GROUPS) {
+        const int j = j0 + grp;
+        const bool has_key = j < j_end;
+        uint4 ku = make_uint4(0, 0, 0, 0), vu = make_uint4(0, 0, 0, 0);
+        if (has_key) {
+            ku = *reinterpret_cast<const uint4 *>(attn_kv_row(p, s, sq, j, kvh, false) + d0);
+            vu = *reinterpret_cast<const uint4 *>(attn_kv_row(p, s, sq, j, kvh, true) + d0);
+        }
         const __nv_bfloat162 *kh = reinterpret_cast<const __nv_bfloat162 *>(&ku);
         const __nv_bfloat162 *vh = reinterpret_cast<const __nv_bfloat162 *>(&vu);
         float dot = 0.0f;
@@ -65,6 +73,7 @@ __global__ void __launch_bounds__(DEC_THREADS)
         }
 #pragma unroll
         for (int o = TPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        if (!has_key) continue; /* after the shuffles: no lane skips them */
         const float m_new = fmaxf(m, dot);
         const float corr = exp2f(m - m_new), pj = exp2f(dot - m_new);
         l = l * corr + pj;
@@ -174,11 +183,24 @@ void ms_cuda_attention_paged(ms_ctx *ctx, ms_tensor *out, const ms_tensor *q,
     p.Hq = (int32_t)q->shape[1];
     p.Hkv = (int32_t)k_cache->shape[2];
     p.D = (int32_t)q->shape[2];
+    p.n_blocks = (int32_t)k_cache->shape[0];
+    p.T = (int32_t)q->shape[0];
+    p.max_q = max_q;
+    p.max_ctx = max_ctx;
     p.causal = true;
     p.scale_log2 = scale * 1.4426950408889634f;
+    p.bad = ms_cuda_violations_of(ctx);
+    p.op = MS_CUDA_OP_ATTENTION_PAGED;
     MS_CHECKF(p.nseq <= 65535 && p.Hq <= 65535, "attention_paged: %d sequences, %d heads",
               p.nseq, p.Hq);
-    if (p.nseq == 0 || max_q <= 0) return;
+    MS_CHECKF(q->shape[0] <= INT32_MAX && k_cache->shape[0] <= INT32_MAX,
+              "attention_paged: %lld rows, %lld blocks", (long long)q->shape[0],
+              (long long)k_cache->shape[0]);
+    /* q has rows (the wrapper dispatches only then), so some sequence has a query and
+     * reads at least one block: as the CPU, refuse what no sequence could hold. */
+    MS_CHECKF(p.nseq > 0 && max_q > 0 && p.n_blocks > 0,
+              "attention_paged: %lld query rows for %d sequences, max_q %d, %d cache blocks",
+              (long long)q->shape[0], p.nseq, max_q, p.n_blocks);
     const bool aligned =
         ((uintptr_t)p.q | (uintptr_t)p.k | (uintptr_t)p.v | (uintptr_t)p.out) % 16 == 0;
     if (max_q == 1 && aligned && (p.D == 64 || p.D == 128)) {
@@ -189,4 +211,5 @@ void ms_cuda_attention_paged(ms_ctx *ctx, ms_tensor *out, const ms_tensor *q,
     } else {
         ms_cuda_attn_generic(p, max_q, st);
     }
+    ms_cuda_indices_checked(ctx);
 }

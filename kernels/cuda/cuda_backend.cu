@@ -18,6 +18,71 @@ void ms_cuda_fail(const char *file, int line, const char *call, const char *what
     ms_panic(file, line, "CUDA call failed on device %d: %s: %s", dev, call, what);
 }
 
+/* ---- bad indices found on the device (see cuda_common.cuh) ---- */
+
+static const char *checked_op_name(int op) {
+    switch (op) {
+    case MS_CUDA_OP_ATTENTION: return "attention";
+    case MS_CUDA_OP_ATTENTION_PAGED: return "attention_paged";
+    case MS_CUDA_OP_KV_WRITE: return "kv_write";
+    case MS_CUDA_OP_GET_ROWS: return "get_rows";
+    case MS_CUDA_OP_SCATTER_ROWS: return "scatter_rows";
+    }
+    return "?";
+}
+
+/* Aborts with the stream's recorded violation, if any; the stream must be idle. The
+ * wording follows the CPU backend's checks of the same contract. */
+static void check_violations(const ms_cuda_stream *s) {
+    const volatile ms_cuda_violation *v = s->bad;
+    if (v->code == MS_CUDA_BAD_NONE) return;
+    const char *op = checked_op_name(v->op);
+    const char *cu = v->op == MS_CUDA_OP_ATTENTION ? "cu_seqlens" : "cu_q";
+    const long long row = (long long)v->row, val = (long long)v->value,
+                    lim = (long long)v->limit;
+    switch (v->code) {
+    case MS_CUDA_BAD_CU_START:
+        ms_panic(__FILE__, __LINE__, "cuda %s: %s must run from 0 to %lld (starts at %lld)", op,
+                 cu, lim, val);
+    case MS_CUDA_BAD_CU_END:
+        ms_panic(__FILE__, __LINE__, "cuda %s: %s must run from 0 to %lld (ends at %lld)", op,
+                 cu, lim, val);
+    case MS_CUDA_BAD_SEQ_ROWS:
+        ms_panic(__FILE__, __LINE__, "cuda %s: sequence %lld has %lld rows (max given %lld)",
+                 op, row, val, lim);
+    case MS_CUDA_BAD_CTX_OVER:
+        ms_panic(__FILE__, __LINE__, "cuda %s: sequence %lld has ctx_len %lld over max_ctx %lld",
+                 op, row, val, lim);
+    case MS_CUDA_BAD_CTX_UNDER:
+        ms_panic(__FILE__, __LINE__,
+                 "cuda %s: sequence %lld has ctx_len %lld under its %lld queries", op, row, val,
+                 lim);
+    case MS_CUDA_BAD_BLOCK:
+        ms_panic(__FILE__, __LINE__, "cuda %s: sequence %lld reads block id %lld, cache has "
+                 "%lld blocks", op, row, val, lim);
+    case MS_CUDA_BAD_SLOT:
+        ms_panic(__FILE__, __LINE__, "cuda %s: slot %lld at row %lld outside a cache of %lld "
+                 "slots", op, val, row, lim);
+    case MS_CUDA_BAD_ROW_ID:
+        if (v->op == MS_CUDA_OP_GET_ROWS)
+            ms_panic(__FILE__, __LINE__, "cuda %s: id %lld at row %lld outside table of %lld",
+                     op, val, row, lim);
+        ms_panic(__FILE__, __LINE__, "cuda %s: index %lld at row %lld outside %lld rows", op,
+                 val, row, lim);
+    }
+    ms_panic(__FILE__, __LINE__, "cuda %s: bad index (code %d)", op, (int)v->code);
+}
+
+void ms_cuda_indices_checked(ms_ctx *ctx) {
+#if !defined(NDEBUG) || defined(MODSERVE_CUDA_DEBUG)
+    ms_cuda_stream *s = ms_cuda_ctx_stream(ctx);
+    MS_CUDA_CHECK(cudaStreamSynchronize(s->stream));
+    check_violations(s);
+#else
+    (void)ctx;
+#endif
+}
+
 /* ---- availability ---- */
 
 extern "C" bool ms_cuda_available(void) {
@@ -73,6 +138,10 @@ static void *cuda_stream_create(ms_backend *be) {
     MS_CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
     MS_CUDA_CHECK(cublasLtCreate(&s->lt));
     MS_CUDA_CHECK(cudaMalloc(&s->lt_workspace, MS_CUDA_LT_WORKSPACE));
+    /* Mapped pinned memory: kernels write it through UVA, the host reads it after a
+     * sync with no copy. */
+    MS_CUDA_CHECK(cudaHostAlloc((void **)&s->bad, sizeof *s->bad, cudaHostAllocMapped));
+    memset(s->bad, 0, sizeof *s->bad);
     return s;
 }
 
@@ -81,6 +150,8 @@ static void cuda_stream_destroy(ms_backend *be, void *stream) {
     if (!s) return;
     cuda_bind(be);
     MS_CUDA_CHECK(cudaStreamSynchronize(s->stream));
+    check_violations(s);
+    MS_CUDA_CHECK(cudaFreeHost(s->bad));
     MS_CUDA_CHECK(cudaFree(s->lt_workspace));
     MS_CUDA_CHECK(cublasLtDestroy(s->lt));
     MS_CUDA_CHECK(cudaStreamDestroy(s->stream));
@@ -102,7 +173,9 @@ void *ms_cuda_scratch(ms_ctx *ctx, size_t bytes) {
 }
 
 static void cuda_sync(ms_ctx *ctx) {
-    MS_CUDA_CHECK(cudaStreamSynchronize(ms_cuda_stream_of(ctx)));
+    ms_cuda_stream *s = ms_cuda_ctx_stream(ctx);
+    MS_CUDA_CHECK(cudaStreamSynchronize(s->stream));
+    check_violations(s);
 }
 
 /* ---- copies ---- */
@@ -115,10 +188,11 @@ static void cuda_upload(ms_ctx *ctx, ms_tensor *dst, const void *host_src) {
 }
 
 static void cuda_download(ms_ctx *ctx, void *host_dst, const ms_tensor *src) {
-    cudaStream_t st = ms_cuda_stream_of(ctx);
+    ms_cuda_stream *s = ms_cuda_ctx_stream(ctx);
     MS_CUDA_CHECK(cudaMemcpyAsync(host_dst, src->data, ms_tensor_nbytes(src),
-                                  cudaMemcpyDeviceToHost, st));
-    MS_CUDA_CHECK(cudaStreamSynchronize(st)); /* the caller reads host_dst next */
+                                  cudaMemcpyDeviceToHost, s->stream));
+    MS_CUDA_CHECK(cudaStreamSynchronize(s->stream)); /* the caller reads host_dst next */
+    check_violations(s); /* what the caller reads may come from a bad index */
 }
 
 static void cuda_copy(ms_ctx *ctx, ms_tensor *dst, const ms_tensor *src) {

@@ -56,16 +56,54 @@ static inline const char *ms_cuda_what(cublasStatus_t s) { return cublasLtGetSta
 #define MS_CUDA_LAUNCHED(stream) MS_CUDA_CHECK(cudaGetLastError())
 #endif
 
-/* Device-side invariant (bad index from model code): print and trap; the next CUDA call
- * on the host then fails through MS_CUDA_CHECK and aborts. */
-#define MS_DEVICE_CHECK(cond, fmt, ...)                                                \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            printf("modserve cuda: device check failed %s:%d: " fmt "\n", __FILE__,   \
-                   __LINE__, __VA_ARGS__);                                             \
-            __trap();                                                                  \
-        }                                                                              \
-    } while (0)
+/* ---- index checks on the device ----
+ *
+ * Index tensors (cu_seqlens, ctx_lens, block tables, slots, row ids) live on the device,
+ * so the CUDA ops check them where they are read, against the same contract the CPU
+ * backend checks on the host (docs/kernels.md). The first bad index on a stream is
+ * recorded in host-mapped memory of that stream; the kernel then treats the offending
+ * sequence or row as empty, so nothing is read or written out of bounds. The host aborts
+ * with the record (tier 1, like a failed CUDA call) at the stream's next check: after
+ * the op's launch in debug builds (ms_cuda_indices_checked), and at every ms_ctx_sync,
+ * download and stream teardown in all builds. */
+typedef enum ms_cuda_bad_index {
+    MS_CUDA_BAD_NONE = 0,
+    MS_CUDA_BAD_CU_START,   /* cu[0] != 0: value = cu[0], limit = T */
+    MS_CUDA_BAD_CU_END,     /* cu[nseq] != T: value = cu[nseq], limit = T */
+    MS_CUDA_BAD_SEQ_ROWS,   /* rows of sequence `row` not in [0, max]: value, limit = max */
+    MS_CUDA_BAD_CTX_OVER,   /* ctx_lens[row] > max_ctx: value, limit = max_ctx */
+    MS_CUDA_BAD_CTX_UNDER,  /* ctx_lens[row] < its query rows: value, limit = q_len */
+    MS_CUDA_BAD_BLOCK,      /* sequence `row` reads block `value` of `limit` */
+    MS_CUDA_BAD_SLOT,       /* kv_write: row `row` has slot `value` >= `limit` slots */
+    MS_CUDA_BAD_ROW_ID,     /* get_rows/scatter_rows: row `row` has index `value` */
+} ms_cuda_bad_index;
+
+typedef enum ms_cuda_checked_op {
+    MS_CUDA_OP_ATTENTION = 1,
+    MS_CUDA_OP_ATTENTION_PAGED,
+    MS_CUDA_OP_KV_WRITE,
+    MS_CUDA_OP_GET_ROWS,
+    MS_CUDA_OP_SCATTER_ROWS,
+} ms_cuda_checked_op;
+
+typedef struct ms_cuda_violation {
+    int32_t code;   /* ms_cuda_bad_index; 0 while no violation */
+    int32_t op;     /* ms_cuda_checked_op */
+    int64_t row;    /* sequence or row */
+    int64_t value, limit;
+} ms_cuda_violation;
+
+/* Records the first violation; later ones (other threads, other ops) are dropped. */
+__device__ __forceinline__ void ms_cuda_report(ms_cuda_violation *v, int op, int code,
+                                               int64_t row, int64_t value, int64_t limit) {
+    if (atomicCAS(&v->code, 0, code) == 0) {
+        v->op = op;
+        v->row = row;
+        v->value = value;
+        v->limit = limit;
+        __threadfence_system();
+    }
+}
 
 /* ---- backend and stream state ---- */
 
@@ -82,6 +120,7 @@ typedef struct ms_cuda_stream {
     cudaStream_t stream;
     cublasLtHandle_t lt;
     void *lt_workspace;         /* device, MS_CUDA_LT_WORKSPACE bytes */
+    ms_cuda_violation *bad;     /* host-mapped (the device writes, the host reads) */
     int device;
 } ms_cuda_stream;
 
@@ -97,6 +136,15 @@ ms_cuda_stream *ms_cuda_ctx_stream(ms_ctx *ctx);
 static inline cudaStream_t ms_cuda_stream_of(ms_ctx *ctx) {
     return ms_cuda_ctx_stream(ctx)->stream;
 }
+
+/* The violation record kernels of this context's stream write to. */
+static inline ms_cuda_violation *ms_cuda_violations_of(ms_ctx *ctx) {
+    return ms_cuda_ctx_stream(ctx)->bad;
+}
+/* After launching an op that checks indices: in debug builds (where the launch has
+ * already synchronised) abort now with the op's bad index, if any; in release builds
+ * the check waits for the stream's next sync or download. */
+void ms_cuda_indices_checked(ms_ctx *ctx);
 
 /* Scratch device memory from the context's arena (valid until ms_ctx_reset); aborts when
  * the device is out of memory. */
