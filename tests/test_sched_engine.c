@@ -168,6 +168,10 @@ static void run_all(const ms_engine_options *o, const req_spec *s, int n, req_ou
     }
     wait_done(target);
     ms_engine_stats_get(e, stats);
+    ms_engine_resources res;
+    ms_engine_resources_get(e, &res);
+    EXPECTF(res.scratch_underestimates == 0, "%d passes used more scratch than estimated",
+            res.scratch_underestimates);
     ms_engine_destroy(e);
 }
 
