@@ -171,26 +171,21 @@ static void spawn_workers(ms_engine *e) {
     }
 }
 
-/* Per-pass scratch limit when the options leave it to us (see engine.h). */
-static size_t scratch_limit_auto(ms_engine *e, const ms_core_options *co) {
+/* Per-pass scratch limit when the options leave it to us (see engine.h): on CUDA what
+ * is free after the weights and KV caches, less a reserve (streams, BLAS workspaces),
+ * on the device with the least; none on the CPU. Not divided among the workers: their
+ * peaks rarely meet, and a pass bigger than the whole free memory is the one that can
+ * never run. */
+static size_t scratch_limit_auto(ms_engine *e) {
     size_t limit = SIZE_MAX;
     const size_t reserve = (size_t)512 << 20;
     for (int d = 0; d < MS_CORE_MAX_DEVICES; d++) {
         eng_device *dv = &e->dev[d];
         if (!dv->used || dv->be->device != MS_DEVICE_CUDA) continue;
-        int64_t contexts = 0;
-        for (int s = MS_STAGE_ENCODE; s < MS_STAGE_COUNT; s++)
-            for (int32_t i = 0; i < co->workers[s]; i++) {
-                if (co->mode == MS_MODE_MONOLITHIC && s != MS_STAGE_DECODE) continue;
-                int32_t dev = co->n_devices[s] > 0 ? co->devices[s][i % co->n_devices[s]] : 0;
-                contexts += dev == d;
-            }
-        if (contexts == 0) continue;
         size_t free_b = 0, total_b = 0;
         dv->be->ops->mem_info(dv->be, &free_b, &total_b);
         size_t avail = free_b > 2 * reserve ? free_b - reserve : free_b / 2;
-        size_t per = avail / (size_t)(2 * contexts);
-        if (per < limit) limit = per;
+        if (avail < limit) limit = avail;
     }
     return limit;
 }
@@ -206,6 +201,9 @@ ms_status ms_engine_create(const ms_engine_options *o, ms_engine **out, ms_error
     e->o.device = NULL;
     e->o.encode_devices = e->o.prefill_devices = e->o.decode_devices = NULL;
     pthread_mutex_init(&e->mu, NULL);
+    atomic_init(&e->live_threads, 0);
+    atomic_init(&e->live_contexts, 0);
+    atomic_init(&e->scratch_underestimates, 0);
     pthread_cond_init(&e->work_cv, NULL);
     pthread_cond_init(&e->done_cv, NULL);
     for (int s = 0; s < MS_STAGE_COUNT; s++) e->workers[s] = ms_xcalloc(ENG_MAX_WORKERS, sizeof(eng_worker));
@@ -272,7 +270,7 @@ ms_status ms_engine_create(const ms_engine_options *o, ms_engine **out, ms_error
     if (st != MS_OK) goto fail;
     e->o.max_model_len = co.max_model_len;
     e->o.kv_blocks = co.kv_blocks;
-    e->scratch_limit = o->scratch_limit_bytes > 0 ? o->scratch_limit_bytes : scratch_limit_auto(e, &co);
+    e->scratch_limit = o->scratch_limit_bytes > 0 ? o->scratch_limit_bytes : scratch_limit_auto(e);
 
     pthread_mutex_lock(&e->mu);
     spawn_workers(e);
@@ -426,6 +424,8 @@ ms_status ms_engine_submit(ms_engine *e, const ms_request_desc *d, uint64_t *id,
                          "%d exceeds max_model_len %d", n_exp, p->max_tokens, e->o.max_model_len);
     }
     eng_req *r = ms_xcalloc(1, sizeof *r);
+    atomic_init(&r->err_claimed, false);
+    atomic_init(&r->n_failures, 0);
     r->cap = n_exp + p->max_tokens;
     r->tokens = ms_xrealloc(expanded, (size_t)r->cap * sizeof *r->tokens);
     r->n_prompt = r->n_tokens = n_exp;

@@ -61,8 +61,8 @@ typedef struct ms_engine_options {
      * upper-bound estimate. A batch over it runs in passes of fewer items; an item over
      * it alone (a prompt chunk, one image) fails with an error naming this limit
      * instead of the device running out mid-pass. 0 = auto: none on the CPU; on CUDA
-     * the memory free after the KV caches (less 512 MiB), shared by the device's
-     * workers at creation, halved for the arena's growth. */
+     * the memory free after the weights and KV caches, less 512 MiB (the least of the
+     * devices). Workers' passes that each fit may still not fit together. */
     size_t scratch_limit_bytes;
 } ms_engine_options;
 
