@@ -204,6 +204,7 @@ ms_status ms_engine_create(const ms_engine_options *o, ms_engine **out, ms_error
     atomic_init(&e->live_threads, 0);
     atomic_init(&e->live_contexts, 0);
     atomic_init(&e->scratch_underestimates, 0);
+    atomic_init(&e->split_batches, 0);
     pthread_cond_init(&e->work_cv, NULL);
     pthread_cond_init(&e->done_cv, NULL);
     for (int s = 0; s < MS_STAGE_COUNT; s++) e->workers[s] = ms_xcalloc(ENG_MAX_WORKERS, sizeof(eng_worker));
@@ -499,6 +500,7 @@ void ms_engine_resources_get(ms_engine *e, ms_engine_resources *out) {
     out->contexts = atomic_load(&e->live_contexts);
     for (int s = 0; s < MS_STAGE_COUNT; s++) out->slots[s] = ms_core_worker_slots(e->core, (ms_stage)s);
     out->scratch_underestimates = atomic_load(&e->scratch_underestimates);
+    out->split_batches = atomic_load(&e->split_batches);
     out->scratch_limit = e->scratch_limit;
     pthread_mutex_unlock(&e->mu);
 }

@@ -147,6 +147,7 @@ typedef struct ms_engine_resources {
     int32_t contexts;          /* worker device contexts not yet freed */
     int32_t slots[MS_STAGE_COUNT]; /* core worker slots per pool (active + retired) */
     int32_t scratch_underestimates; /* passes that used more scratch than estimated */
+    int32_t split_batches;     /* batches run in several passes (scratch limit) */
     size_t scratch_limit;      /* bytes per pass, SIZE_MAX when none */
 } ms_engine_resources;
 void ms_engine_resources_get(ms_engine *e, ms_engine_resources *out);

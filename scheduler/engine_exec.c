@@ -146,6 +146,7 @@ static void exec_encode(eng_worker *w, const ms_core_batch *b) {
         for (int32_t i = 0; i < n; i++) item_fail(w, i, b->items[i].user, MS_ERR_NOMEM, "encoding images", msg);
         return;
     }
+    if (per < n) atomic_fetch_add(&e->split_batches, 1);
     for (int32_t i0 = 0; i0 < n; i0 += per) encode_pass(w, b, i0, n - i0 < per ? n - i0 : per);
 }
 
@@ -354,12 +355,13 @@ static void exec_llm(eng_worker *w, const ms_core_batch *b) {
         if (k == 2) second[n_second++] = parts[1];
     }
     memcpy(segs + n_first, second, (size_t)n_second * sizeof *second);
-    int32_t np = 0;
+    int32_t np = 0, passes = 0;
     pass_shape ps = {.last_fresh = -1};
     for (int32_t j = 0; j <= n_first + n_second; j++) {
         bool round_end = j == n_first && n_second > 0;
         if ((j == n_first + n_second || round_end) && np > 0) { /* flush */
             llm_pass(w, b, pass, np, eng_scratch_llm(e, be, &ps.s));
+            passes++;
             np = 0;
             ps = (pass_shape){.last_fresh = -1};
         }
@@ -371,6 +373,7 @@ static void exec_llm(eng_worker *w, const ms_core_batch *b) {
         shape_add(&trial, r, sg, e->o.block_size);
         if (np > 0 && eng_scratch_llm(e, be, &trial.s) > e->scratch_limit) {
             llm_pass(w, b, pass, np, eng_scratch_llm(e, be, &ps.s));
+            passes++;
             np = 0;
             trial = (pass_shape){.last_fresh = -1};
             shape_add(&trial, r, sg, e->o.block_size);
@@ -386,6 +389,7 @@ static void exec_llm(eng_worker *w, const ms_core_batch *b) {
         pass[np++] = *sg;
         ps = trial;
     }
+    if (passes > 1) atomic_fetch_add(&e->split_batches, 1);
     free(segs);
     free(second);
     free(pass);

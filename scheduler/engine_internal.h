@@ -97,7 +97,8 @@ struct ms_engine {
     size_t scratch_limit;      /* per worker context, bytes; SIZE_MAX = none */
     atomic_int live_threads;   /* worker threads not yet exited */
     atomic_int live_contexts;  /* worker ms_ctx not yet destroyed */
-    atomic_int scratch_underestimates; /* batches whose scratch use beat the estimate */
+    atomic_int scratch_underestimates; /* passes whose scratch use beat the estimate */
+    atomic_int split_batches;  /* batches run in more than one pass */
 };
 
 /* engine_exec.c: runs b on w's device; fills w->results; calls on_token. */

@@ -130,6 +130,20 @@ static void engine_done(ms_engine *e) {
 
 static void tune_scratch(ms_engine_options *o, void *arg) { o->scratch_limit_bytes = *(size_t *)arg; }
 
+/* Batch hooks: hold a batch 5 ms so that work queues up behind it (several requests in
+ * the next prefill batch) or so that two encoders both take an image of one request
+ * before either fails (a failure alone takes microseconds). */
+static void hold(void) {
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+}
+static void hold_prefill(const ms_core_batch *b) {
+    if (b->stage == MS_STAGE_PREFILL) hold();
+}
+static void hold_encode(const ms_core_batch *b) {
+    if (b->stage == MS_STAGE_ENCODE) hold();
+}
+
 /* ---- scratch limit ---- */
 static void test_scratch_limit(const char *model) {
     enum { N = 8, LEN = 60 };
@@ -150,6 +164,7 @@ static void test_scratch_limit(const char *model) {
     /* 512 KiB: one 60-token chunk fits (~0.3 MiB by the estimate), two do not, and the
      * 400-token prompt (~1.8 MiB) cannot run at all */
     size_t limit = (size_t)512 << 10;
+    eng_test_batch_hook = hold_prefill;
     e = engine_make(model, tune_scratch, &limit);
     if (!e) return;
     target = g_done + N;
@@ -160,6 +175,11 @@ static void test_scratch_limit(const char *model) {
                     !memcmp(out[i].tokens, ref[i].tokens, (size_t)ref[i].n * sizeof(int32_t)),
                 "request %d: %s, %d tokens vs %d alone", i, out[i].res.error, out[i].n, ref[i].n);
 
+    ms_engine_resources res;
+    ms_engine_resources_get(e, &res);
+    fprintf(stderr, "scratch: %d batches split into passes\n", res.split_batches);
+    EXPECTF(res.split_batches > 0, "no batch was split under the limit");
+    eng_test_batch_hook = NULL;
     submit(e, big, n_big, 0, 4, &big_out);
     wait_done(++target);
     EXPECTF(big_out.res.finish == MS_FINISH_ERROR && big_out.res.status == MS_ERR_NOMEM &&
@@ -180,14 +200,6 @@ static void tune_encode_fail(ms_engine_options *o, void *arg) {
     o->encode_workers = 2;
     o->encode_max_batch_images = 1;
     o->scratch_limit_bytes = (size_t)256 << 10; /* an image needs ~0.6 MiB */
-}
-
-/* Holds each encode batch a little, so both images of a request are taken by the two
- * encoders before either fails (a failure alone takes microseconds). */
-static void hold_encode(const ms_core_batch *b) {
-    if (b->stage != MS_STAGE_ENCODE) return;
-    struct timespec ts = {0, 5000000};
-    nanosleep(&ts, NULL);
 }
 
 static void test_encode_failures(const char *model) {
