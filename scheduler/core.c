@@ -641,9 +641,20 @@ ms_status ms_core_resize(ms_core *c, ms_stage stage, int32_t workers, ms_error *
         return ms_errorf(err, MS_ERR_INVALID, "scheduler: the %s pool needs at least 1 worker",
                          ms_stage_name(stage));
     int32_t add = workers - c->n_active[stage];
-    if (add > 0 && c->n_slots[stage] + add > MAX_WORKER_SLOTS)
+    /* retired slots (removed and idle) are taken again first, lowest id first, so a pool
+     * resized up and down forever keeps a bounded number of slots */
+    int32_t reusable = 0;
+    for (int32_t i = 0; i < c->n_slots[stage]; i++)
+        reusable += ms_core_worker_retired(c, stage, i);
+    if (add > 0 && c->n_slots[stage] + add - reusable > MAX_WORKER_SLOTS)
         return ms_errorf(err, MS_ERR_LIMIT, "scheduler: more than %d %s worker slots",
                          MAX_WORKER_SLOTS, ms_stage_name(stage));
+    for (int32_t i = 0; i < c->n_slots[stage] && add > 0; i++) {
+        core_worker *w = &c->workers[stage][i];
+        if (!ms_core_worker_retired(c, stage, i)) continue;
+        w->removed = false; /* idle and empty: only the flag changes; device is by id */
+        add--;
+    }
     for (int32_t i = 0; i < add; i++) {
         /* new ids after the existing ones; device round-robin over the pool's list */
         worker_init(c, stage, c->n_slots[stage]);

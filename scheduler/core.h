@@ -227,13 +227,15 @@ void ms_core_batch_done(ms_core *c, const ms_core_batch *b, const ms_core_item_r
 /* Cancels a request wherever it is (no effect on unknown or finished ids). */
 void ms_core_cancel(ms_core *c, uint64_t id);
 
-/* Sets a pool's size (>= 1 for pools in use, >= 0 otherwise). New workers get ids
- * after the existing ones and the stage's device list round-robin. Removed workers
+/* Sets a pool's size (>= 1 for pools in use, >= 0 otherwise). New workers take retired
+ * slots first (lowest id first; the driver must be done with that slot's old worker
+ * or let it go on as the new one), then ids after the existing ones; worker w runs on
+ * the stage's device list[w % n] either way. Removed workers
  * (the highest ids) take no new work; their queued images (encode) are handed to the
  * others and their decode running set goes back to the decode queue; a batch in
  * flight finishes normally. Returns MS_ERR_INVALID for a bad size. */
 ms_status ms_core_resize(ms_core *c, ms_stage stage, int32_t workers, ms_error *err);
-/* Worker slots ever created for the pool (ids 0..n-1), including retired ones. */
+/* Worker slots of the pool (ids 0..n-1): active, removed and retired ones. */
 int32_t ms_core_worker_slots(const ms_core *c, ms_stage stage);
 /* True when the worker was removed by a resize and has finished its last batch. */
 bool ms_core_worker_retired(const ms_core *c, ms_stage stage, int32_t worker);

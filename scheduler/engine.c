@@ -139,23 +139,55 @@ static int32_t kv_blocks_auto(ms_engine *e, int32_t max_model_len) {
 static void *worker_main(void *arg);
 static void *reaper_main(void *arg);
 
-/* Starts threads for worker slots that have none (after create or a resize). Locked. */
+/* Starts threads for the core's active worker slots that have none (after create or a
+ * resize). A slot's earlier thread that is leaving (it saw the slot retired) is joined
+ * first: it no longer takes the lock, so joining under it is safe, and a retired slot
+ * the core hands out again gets a fresh thread and context. A slot whose thread has
+ * not yet seen its retirement keeps that thread. Locked. */
 static void spawn_workers(ms_engine *e) {
+    const ms_core_options *co = ms_core_options_of(e->core);
     for (int s = 0; s < MS_STAGE_COUNT; s++) {
         int32_t n = ms_core_worker_slots(e->core, (ms_stage)s);
+        MS_CHECK(n <= ENG_MAX_WORKERS);
         for (int32_t i = 0; i < n; i++) {
             eng_worker *w = &e->workers[s][i];
-            if (w->started) continue;
+            if (w->started && w->exiting) {
+                pthread_join(w->thread, NULL);
+                w->started = w->exiting = false;
+            }
+            if (w->started || ms_core_worker_retired(e->core, (ms_stage)s, i)) continue;
             w->e = e;
             w->pool = (ms_stage)s;
             w->id = i;
-            const ms_core_options *co = ms_core_options_of(e->core);
             w->device = co->n_devices[s] > 0 ? co->devices[s][i % co->n_devices[s]] : 0;
-            if (s != MS_STAGE_PREPROCESS) w->ctx = ms_ctx_create(e->dev[w->device].be);
+            if (s != MS_STAGE_PREPROCESS) {
+                w->ctx = ms_ctx_create(e->dev[w->device].be);
+                atomic_fetch_add(&e->live_contexts, 1);
+            }
+            atomic_fetch_add(&e->live_threads, 1);
             MS_CHECK(pthread_create(&w->thread, NULL, worker_main, w) == 0);
             w->started = true;
         }
     }
+}
+
+/* Per-pass scratch limit when the options leave it to us (see engine.h): on CUDA what
+ * is free after the weights and KV caches, less a reserve (streams, BLAS workspaces),
+ * on the device with the least; none on the CPU. Not divided among the workers: their
+ * peaks rarely meet, and a pass bigger than the whole free memory is the one that can
+ * never run. */
+static size_t scratch_limit_auto(ms_engine *e) {
+    size_t limit = SIZE_MAX;
+    const size_t reserve = (size_t)512 << 20;
+    for (int d = 0; d < MS_CORE_MAX_DEVICES; d++) {
+        eng_device *dv = &e->dev[d];
+        if (!dv->used || dv->be->device != MS_DEVICE_CUDA) continue;
+        size_t free_b = 0, total_b = 0;
+        dv->be->ops->mem_info(dv->be, &free_b, &total_b);
+        size_t avail = free_b > 2 * reserve ? free_b - reserve : free_b / 2;
+        if (avail < limit) limit = avail;
+    }
+    return limit;
 }
 
 ms_status ms_engine_create(const ms_engine_options *o, ms_engine **out, ms_error *err) {
@@ -169,6 +201,10 @@ ms_status ms_engine_create(const ms_engine_options *o, ms_engine **out, ms_error
     e->o.device = NULL;
     e->o.encode_devices = e->o.prefill_devices = e->o.decode_devices = NULL;
     pthread_mutex_init(&e->mu, NULL);
+    atomic_init(&e->live_threads, 0);
+    atomic_init(&e->live_contexts, 0);
+    atomic_init(&e->scratch_underestimates, 0);
+    atomic_init(&e->split_batches, 0);
     pthread_cond_init(&e->work_cv, NULL);
     pthread_cond_init(&e->done_cv, NULL);
     for (int s = 0; s < MS_STAGE_COUNT; s++) e->workers[s] = ms_xcalloc(ENG_MAX_WORKERS, sizeof(eng_worker));
@@ -236,6 +272,7 @@ ms_status ms_engine_create(const ms_engine_options *o, ms_engine **out, ms_error
     if (st != MS_OK) goto fail;
     e->o.max_model_len = co.max_model_len;
     e->o.kv_blocks = co.kv_blocks;
+    e->scratch_limit = o->scratch_limit_bytes > 0 ? o->scratch_limit_bytes : scratch_limit_auto(e);
 
     pthread_mutex_lock(&e->mu);
     spawn_workers(e);
@@ -265,7 +302,10 @@ static void *worker_main(void *arg) {
     while (!e->stop) {
         const ms_core_batch *b = ms_core_next_batch(e->core, w->pool, w->id);
         if (!b) {
-            if (ms_core_worker_retired(e->core, w->pool, w->id)) break;
+            if (ms_core_worker_retired(e->core, w->pool, w->id)) {
+                w->exiting = true; /* from here on the slot is the next spawn's to reuse */
+                break;
+            }
             pthread_cond_wait(&e->work_cv, &e->mu);
             continue;
         }
@@ -277,6 +317,16 @@ static void *worker_main(void *arg) {
         pthread_cond_broadcast(&e->done_cv);
     }
     pthread_mutex_unlock(&e->mu);
+    /* Without the lock: whoever joins this thread may hold it. */
+    if (w->ctx) {
+        ms_ctx_destroy(w->ctx);
+        w->ctx = NULL;
+        atomic_fetch_sub(&e->live_contexts, 1);
+    }
+    free(w->results);
+    w->results = NULL;
+    w->cap_results = 0;
+    atomic_fetch_sub(&e->live_threads, 1);
     return NULL;
 }
 
@@ -293,7 +343,11 @@ static void *reaper_main(void *arg) {
             res.finish = f.finish;
             res.status = f.status;
             if (f.status != MS_OK) {
-                if (r->err_status != MS_OK && r->error[0]) snprintf(res.error, sizeof res.error, "%s", r->error);
+                int failures = atomic_load(&r->n_failures);
+                if (r->err_status != MS_OK && r->error[0] && failures > 1)
+                    snprintf(res.error, sizeof res.error, "%.200s (and %d more failures)", r->error, failures - 1);
+                else if (r->err_status != MS_OK && r->error[0])
+                    snprintf(res.error, sizeof res.error, "%s", r->error);
                 else snprintf(res.error, sizeof res.error, "request %llu: %s", (unsigned long long)f.id,
                               f.finish == MS_FINISH_CANCELLED ? "cancelled" : ms_status_name(f.status));
             }
@@ -372,6 +426,8 @@ ms_status ms_engine_submit(ms_engine *e, const ms_request_desc *d, uint64_t *id,
                          "%d exceeds max_model_len %d", n_exp, p->max_tokens, e->o.max_model_len);
     }
     eng_req *r = ms_xcalloc(1, sizeof *r);
+    atomic_init(&r->err_claimed, false);
+    atomic_init(&r->n_failures, 0);
     r->cap = n_exp + p->max_tokens;
     r->tokens = ms_xrealloc(expanded, (size_t)r->cap * sizeof *r->tokens);
     r->n_prompt = r->n_tokens = n_exp;
@@ -439,6 +495,17 @@ ms_status ms_engine_resize(ms_engine *e, ms_stage stage, int32_t workers, ms_err
     return st;
 }
 
+void ms_engine_resources_get(ms_engine *e, ms_engine_resources *out) {
+    pthread_mutex_lock(&e->mu);
+    out->threads = atomic_load(&e->live_threads);
+    out->contexts = atomic_load(&e->live_contexts);
+    for (int s = 0; s < MS_STAGE_COUNT; s++) out->slots[s] = ms_core_worker_slots(e->core, (ms_stage)s);
+    out->scratch_underestimates = atomic_load(&e->scratch_underestimates);
+    out->split_batches = atomic_load(&e->split_batches);
+    out->scratch_limit = e->scratch_limit;
+    pthread_mutex_unlock(&e->mu);
+}
+
 void ms_engine_stats_get(ms_engine *e, ms_engine_stats *out) {
     pthread_mutex_lock(&e->mu);
     ms_core_stats_get(e->core, out);
@@ -491,10 +558,7 @@ void ms_engine_destroy(ms_engine *e) {
         if (!e->workers[s]) continue;
         for (int32_t i = 0; i < ENG_MAX_WORKERS; i++) {
             eng_worker *w = &e->workers[s][i];
-            if (!w->started) continue;
-            pthread_join(w->thread, NULL);
-            if (w->ctx) ms_ctx_destroy(w->ctx);
-            free(w->results);
+            if (w->started) pthread_join(w->thread, NULL); /* the thread freed its context */
         }
         free(e->workers[s]);
     }

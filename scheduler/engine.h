@@ -57,6 +57,13 @@ typedef struct ms_engine_options {
     ms_image_limits image_limits;  /* default ms_image_limits_default */
     double priority_aging_s;       /* default 2.0, see ms_core_arrive */
     int32_t short_prompt_tokens;   /* default 512 */
+    /* Scratch (activation) bytes one forward pass of a worker may take, by the engine's
+     * upper-bound estimate. A batch over it runs in passes of fewer items; an item over
+     * it alone (a prompt chunk, one image) fails with an error naming this limit
+     * instead of the device running out mid-pass. 0 = auto: none on the CPU; on CUDA
+     * the memory free after the weights and KV caches, less 512 MiB (the least of the
+     * devices). Workers' passes that each fit may still not fit together. */
+    size_t scratch_limit_bytes;
 } ms_engine_options;
 
 void ms_engine_options_default(ms_engine_options *o);
@@ -127,15 +134,29 @@ ms_status ms_engine_create(const ms_engine_options *o, ms_engine **out, ms_error
  * bytes over the limit, prompt + max_tokens over max_model_len). */
 ms_status ms_engine_submit(ms_engine *e, const ms_request_desc *d, uint64_t *id, ms_error *err);
 
-/* Cancels a request: it leaves every queue and frees its KV blocks and embeddings at
- * once (or when the batch running it ends); on_done follows with MS_FINISH_CANCELLED.
- * Unknown or finished ids are ignored. */
+/* Cancels a request: it leaves every queue and its KV blocks are freed at once (or when
+ * the batch running it ends); on_done follows with MS_FINISH_CANCELLED. Its image
+ * embeddings and images, like every request's, are freed on the engine's reaper
+ * thread right after its on_done returns. Unknown or finished ids are ignored. */
 void ms_engine_cancel(ms_engine *e, uint64_t id);
 
 /* Resizes a pool while serving (MS_STAGE_PREPROCESS, ENCODE, PREFILL, DECODE). A removed
  * worker finishes its running batch and hands back its queued work; nothing is lost.
- * New workers use the pool's device list round-robin. */
+ * Its thread then exits and frees its context (stream, scratch, BLAS handle). New
+ * workers take retired slots first (so resizing never runs out of slots), then new
+ * ones; a slot's device is list[slot % n] of the pool's device list. */
 ms_status ms_engine_resize(ms_engine *e, ms_stage stage, int32_t workers, ms_error *err);
+
+/* What the engine holds for its workers now (leak checks, tests). */
+typedef struct ms_engine_resources {
+    int32_t threads;           /* worker threads not yet exited */
+    int32_t contexts;          /* worker device contexts not yet freed */
+    int32_t slots[MS_STAGE_COUNT]; /* core worker slots per pool (active + retired) */
+    int32_t scratch_underestimates; /* passes that used more scratch than estimated */
+    int32_t split_batches;     /* batches run in several passes (scratch limit) */
+    size_t scratch_limit;      /* bytes per pass, SIZE_MAX when none */
+} ms_engine_resources;
+void ms_engine_resources_get(ms_engine *e, ms_engine_resources *out);
 
 typedef ms_core_stats ms_engine_stats;
 void ms_engine_stats_get(ms_engine *e, ms_engine_stats *out);

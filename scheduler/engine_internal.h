@@ -6,6 +6,7 @@
 #define MS_SCHED_ENGINE_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "encoder/vision.h"
 #include "llm/kv_cache.h"
@@ -27,8 +28,13 @@ typedef struct eng_device {
     ms_ctx *copy_ctx;
 } eng_device;
 
-/* The engine's side of a request: the data the core only counts. Touched by one batch
- * at a time (the core guarantees it), so no lock is needed for its fields. */
+/* The engine's side of a request: the data the core only counts. One LLM or preprocess
+ * batch at a time holds a request (the core guarantees it), but its images may be in
+ * several encode batches at once, on different workers: those touch only their own
+ * image's slots (crops[k], embeds[k], embed_dev[k]), and a failure is recorded
+ * through eng_req_fail, where the first one wins (atomic claim) and later ones are
+ * only counted. The reaper reads the error after the core finished the request,
+ * under the engine lock (which orders it after every batch). */
 typedef struct eng_req {
     uint64_t id;
     int32_t *tokens;           /* (cap) expanded prompt, then generated tokens */
@@ -46,6 +52,8 @@ typedef struct eng_req {
     ms_token_fn on_token;
     ms_done_fn on_done;
     void *user;
+    atomic_bool err_claimed;   /* a failure has taken err_status / error */
+    atomic_int n_failures;     /* failures reported (the first one is in error) */
     ms_status err_status;
     char error[256];
 } eng_req;
@@ -55,14 +63,18 @@ typedef struct eng_worker {
     ms_stage pool;
     int32_t id;
     int32_t device;
-    ms_ctx *ctx;               /* NULL for preprocess workers */
+    ms_ctx *ctx;               /* NULL for preprocess workers; freed by the thread on exit */
     pthread_t thread;
-    bool started;
+    bool started;              /* a thread was created and not yet joined */
+    bool exiting;              /* (engine lock) the thread saw its slot retired and is
+                                  leaving without taking the lock again: join it */
     /* scratch reused between batches */
     ms_core_item_result *results;
     int32_t cap_results;
 } eng_worker;
 
+/* Core worker slots per pool: the core reuses a retired slot before adding one, so this
+ * bounds the workers alive at once, not the resizes. */
 enum { ENG_MAX_WORKERS = 1024 };
 
 struct ms_engine {
@@ -84,6 +96,11 @@ struct ms_engine {
     int32_t image_tokens;
     int32_t *eos_ids;          /* (n_eos_ids) ids that end a request (engine_stop.c) */
     int32_t n_eos_ids;
+    size_t scratch_limit;      /* per worker context, bytes; SIZE_MAX = none */
+    atomic_int live_threads;   /* worker threads not yet exited */
+    atomic_int live_contexts;  /* worker ms_ctx not yet destroyed */
+    atomic_int scratch_underestimates; /* passes whose scratch use beat the estimate */
+    atomic_int split_batches;  /* batches run in more than one pass */
 };
 
 /* engine_exec.c: runs b on w's device; fills w->results; calls on_token. */
@@ -91,5 +108,31 @@ void eng_exec_batch(eng_worker *w, const ms_core_batch *b);
 void eng_req_free(ms_engine *e, eng_req *r);
 /* engine_stop.c: fills e->eos_ids from the config and the folder's tokenizer. */
 ms_status eng_eos_ids_build(ms_engine *e, ms_error *err);
+/* Records why r failed: the first failure of a request keeps its message, later ones
+ * (its other images' encode batches, concurrently) are only counted. Thread-safe. */
+void eng_req_fail(eng_req *r, ms_status st, const char *what, const char *msg);
+
+/* engine_scratch.c: upper bounds of the scratch (ms_ctx arena bytes) one forward pass
+ * takes, mirroring the allocations of llm/llama.c, encoder/vision.c and the backends'
+ * kernel workspaces (CUDA: paged-attention partials, sampling sort, im2col).
+ * A piece is a set of LLM chunks run in one ms_llama_forward. */
+typedef struct eng_llm_piece_shape {
+    int32_t nseq, n_tokens;    /* sequences and tokens (sum of chunk lengths) */
+    int32_t max_blocks;        /* longest block table */
+    int32_t cont_groups;       /* runs of consecutive chunks that continue a sequence */
+    int64_t image_rows;        /* image embedding rows gathered (sum over chunks) */
+    bool samples;              /* some row is sampled (not only greedy rows) */
+} eng_llm_piece_shape;
+size_t eng_scratch_llm(const ms_engine *e, const ms_backend *be, const eng_llm_piece_shape *s);
+size_t eng_scratch_encode(const ms_engine *e, const ms_backend *be, int32_t n_images);
+
+/* Test hooks (NULL in production; set before ms_engine_create). The token hook may
+ * replace the token sampled at output index `index` of a request before it is recorded
+ * and streamed; the batch hook runs on the worker before each batch (a test can hold
+ * a batch there to make batches overlap). */
+typedef int32_t (*eng_token_hook)(uint64_t request_id, int32_t index, int32_t sampled);
+extern eng_token_hook eng_test_token_hook;
+typedef void (*eng_batch_hook)(const ms_core_batch *b);
+extern eng_batch_hook eng_test_batch_hook;
 
 #endif

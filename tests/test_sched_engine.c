@@ -15,7 +15,9 @@
 #include "scheduler/engine.h"
 #include "tests/test_util.h"
 
-enum { N_REQS = 200, MAX_OUT = 64, MAX_PROMPT = 64 };
+/* N_REQS requests; MS_ENGINE_TEST_REQS (60..200) runs fewer, as the ThreadSanitizer
+ * build of scripts/test.sh does to stay short. */
+enum { N_REQS = 200, MIN_REQS = 60, MAX_OUT = 64, MAX_PROMPT = 64 };
 
 typedef struct req_spec {
     int32_t prompt[MAX_PROMPT];
@@ -168,6 +170,10 @@ static void run_all(const ms_engine_options *o, const req_spec *s, int n, req_ou
     }
     wait_done(target);
     ms_engine_stats_get(e, stats);
+    ms_engine_resources res;
+    ms_engine_resources_get(e, &res);
+    EXPECTF(res.scratch_underestimates == 0, "%d passes used more scratch than estimated",
+            res.scratch_underestimates);
     ms_engine_destroy(e);
 }
 
@@ -219,24 +225,27 @@ static void check_min_tokens(const char *model, const req_spec *s, const req_out
 }
 
 int main(void) {
+    const char *env = getenv("MS_ENGINE_TEST_REQS");
+    int n_reqs = env ? atoi(env) : N_REQS;
+    if (n_reqs < MIN_REQS || n_reqs > N_REQS) n_reqs = N_REQS;
     const char *model = ms_test_tiny_model(1, "f32");
     for (int k = 0; k < 8; k++) g_png[k] = make_png(k);
-    req_spec *specs = calloc(N_REQS, sizeof *specs);
-    req_out *ref = calloc(N_REQS, sizeof *ref), *out = calloc(N_REQS, sizeof *out);
-    make_specs(specs, N_REQS, 1000);
+    req_spec *specs = calloc(n_reqs, sizeof *specs);
+    req_out *ref = calloc(n_reqs, sizeof *ref), *out = calloc(n_reqs, sizeof *out);
+    make_specs(specs, n_reqs, 1000);
 
-    run_alone(model, specs, N_REQS, ref);
+    run_alone(model, specs, n_reqs, ref);
     int finished = 0;
-    for (int i = 0; i < N_REQS; i++) {
+    for (int i = 0; i < n_reqs; i++) {
         EXPECT(ref[i].done == 1 && ref[i].res.status == MS_OK);
         finished += ref[i].res.finish == MS_FINISH_STOP || ref[i].res.finish == MS_FINISH_LENGTH;
     }
-    for (int i = 0; i < N_REQS; i++)
+    for (int i = 0; i < n_reqs; i++)
         if (specs[i].n_images == 0 && !specs[i].bad_image && ref[i].n >= 1) {
             check_min_tokens(model, &specs[i], &ref[i]);
             break;
         }
-    EXPECT(finished == N_REQS);
+    EXPECT(finished == n_reqs);
 
     /* disagg, several workers per pool, a KV pool small enough to force preemption */
     ms_engine_options o;
@@ -249,11 +258,11 @@ int main(void) {
     o.max_num_batched_tokens = 256;
     o.kv_blocks = 40;
     o.max_model_len = 256;
-    run_all(&o, specs, N_REQS, out, &st);
-    EXPECT(compare(out, ref, N_REQS, "disagg") == 0);
+    run_all(&o, specs, n_reqs, out, &st);
+    EXPECT(compare(out, ref, n_reqs, "disagg") == 0);
     EXPECTF(st.kv_blocks_used == 0, "%d KV blocks still used", st.kv_blocks_used);
     EXPECT(st.active == 0);
-    EXPECT(st.finished[MS_FINISH_STOP] + st.finished[MS_FINISH_LENGTH] == N_REQS);
+    EXPECT(st.finished[MS_FINISH_STOP] + st.finished[MS_FINISH_LENGTH] == (uint64_t)n_reqs);
     EXPECTF(st.preemptions > 0, "no preemption with 40 KV blocks");
     EXPECT(st.stage[MS_STAGE_ENCODE].batches > 0 && st.stage[MS_STAGE_DECODE].max_batch > 1);
     fprintf(stderr, "disagg: %llu preemptions, decode max batch %d\n",
@@ -264,8 +273,8 @@ int main(void) {
     o.mode = MS_MODE_MONOLITHIC;
     o.decode_workers = 2;
     o.max_num_seqs = 16;
-    run_all(&o, specs, N_REQS, out, &st);
-    EXPECT(compare(out, ref, N_REQS, "monolithic") == 0);
+    run_all(&o, specs, n_reqs, out, &st);
+    EXPECT(compare(out, ref, n_reqs, "monolithic") == 0);
     EXPECT(st.kv_blocks_used == 0);
 
     /* prefill on CPU device 0, decode and encode on CPU device 1: copies across */
