@@ -54,6 +54,14 @@ const char *ms_image_format_name(const uint8_t *b, size_t n) {
     if (bytes_start_with(b, n, 0, "DDS ", 4)) return "DDS";
     if (bytes_start_with(b, n, 0, "icns", 4)) return "ICNS";
     if (bytes_start_with(b, n, 0, "\x01\xda", 2)) return "SGI";
+    if (bytes_start_with(b, n, 0, "BLP1", 4) || bytes_start_with(b, n, 0, "BLP2", 4)) return "BLP";
+    if (bytes_start_with(b, n, 0, "%!PS", 4) || bytes_start_with(b, n, 0, "\xc5\xd0\xd3\xc6", 4)) return "EPS";
+    if (bytes_start_with(b, n, 0, "\x59\xa6\x6a\x95", 4)) return "Sun raster";
+    if (bytes_start_with(b, n, 0, "/* XPM */", 9)) return "XPM";
+    if (bytes_start_with(b, n, 0, "#define", 7)) return "XBM";
+    if (bytes_start_with(b, n, 0, "SIMPLE  =", 9)) return "FITS";
+    if (bytes_start_with(b, n, 0, "DanM", 4) || bytes_start_with(b, n, 0, "LinS", 4)) return "MSP";
+    if (bytes_start_with(b, n, 0, "Image type:", 11)) return "IM";
     /* PCX: manufacturer 10, a version Pillow reads (0, 2, 3, 5), RLE encoding 1 */
     if (n >= 3 && b[0] == 0x0a && (b[1] == 0 || b[1] == 2 || b[1] == 3 || b[1] == 5) && b[2] == 1) return "PCX";
     return NULL;

@@ -17,7 +17,7 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: modserve image preprocess (--model DIR | --config FILE) --out FILE\n"
-            "                                 [--device cpu|cuda|auto] IMAGE...\n"
+            "                                 [--device cpu|cuda|auto | --host-reference] IMAGE...\n"
             "\n"
             "Decodes each IMAGE (PNG or JPEG, the server's default limits), resizes and\n"
             "center-crops it and rescales + normalises it as the model's\n"
@@ -30,6 +30,8 @@ static void usage(FILE *out) {
             "  --config FILE  a preprocessor_config.json alone (instead of --model)\n"
             "  --out FILE     where the float32 pixels go\n"
             "  --device NAME  cpu (default), cuda or auto\n"
+            "  --host-reference  rescale + normalise with the host reference\n"
+            "                 (ms_image_preprocess_f32) instead of the backend's kernel\n"
             "  -h, --help     this text\n");
 }
 
@@ -37,6 +39,7 @@ typedef struct image_opts {
     const char *model, *config, *out, *device;
     const char **images;
     int n_images;
+    bool host_reference;
 } image_opts;
 
 static int parse(int argc, char **argv, image_opts *o) {
@@ -53,6 +56,10 @@ static int parse(int argc, char **argv, image_opts *o) {
                            : !strcmp(a, "--out")    ? &o->out
                            : !strcmp(a, "--device") ? &o->device
                                                     : NULL;
+        if (!strcmp(a, "--host-reference")) {
+            o->host_reference = true;
+            continue;
+        }
         if (dst) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "modserve image preprocess: %s needs a value\n", a);
@@ -112,7 +119,8 @@ static ms_status load_config(const image_opts *o, ms_image_proc_config *p, ms_er
     return s == MS_OK ? MS_OK : ms_error_wrap(err, "%s", o->config);
 }
 
-/* Decodes and crops every image; crops[n_images] are filled (caller frees). */
+/* Decodes and crops every image; crops[n_images] are filled (caller frees); with
+ * --host-reference the decoded images are kept there instead. */
 static ms_status prepare_crops(const image_opts *o, const ms_image_proc_config *p, ms_image_u8 *crops,
                                ms_error *err) {
     ms_image_limits lim;
@@ -131,10 +139,37 @@ static ms_status prepare_crops(const image_opts *o, const ms_image_proc_config *
                           crops[i].width, crops[i].height, p->crop_width, p->crop_height);
         if (s == MS_OK)
             printf("%s: %dx%d -> 3x%dx%d\n", o->images[i], img.width, img.height, crops[i].height, crops[i].width);
-        ms_image_free(&img);
+        if (s == MS_OK && o->host_reference) {
+            ms_image_free(&crops[i]);
+            crops[i] = img; /* ms_image_preprocess_f32 resizes and crops itself */
+        } else {
+            ms_image_free(&img);
+        }
         if (s != MS_OK) return ms_error_wrap(err, "%s", o->images[i]);
     }
     return MS_OK;
+}
+
+static ms_status write_floats(const char *path, const float *x, size_t count, ms_error *err) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return ms_errorf(err, MS_ERR_IO, "%s: cannot create", path);
+    /* raw little-endian float32: every platform we build for is little-endian */
+    const bool ok = fwrite(x, sizeof *x, count, f) == count;
+    if (fclose(f) != 0 || !ok) return ms_errorf(err, MS_ERR_IO, "%s: write error", path);
+    return MS_OK;
+}
+
+/* --host-reference: the uncropped images through ms_image_preprocess_f32. */
+static ms_status write_host_reference(const image_opts *o, const ms_image_proc_config *p, const ms_image_u8 *images,
+                                      ms_error *err) {
+    const size_t plane = 3 * (size_t)p->crop_height * (size_t)p->crop_width;
+    float *host = ms_xmalloc(plane * (size_t)o->n_images * sizeof *host);
+    ms_status s = MS_OK;
+    for (int i = 0; i < o->n_images && s == MS_OK; i++)
+        s = ms_image_preprocess_f32(&images[i], p, host + plane * (size_t)i, err);
+    if (s == MS_OK) s = write_floats(o->out, host, plane * (size_t)o->n_images, err);
+    free(host);
+    return s;
 }
 
 static ms_status write_pixels(const image_opts *o, const ms_image_proc_config *p, const ms_image_u8 *crops,
@@ -155,12 +190,7 @@ static ms_status write_pixels(const image_opts *o, const ms_image_proc_config *p
     ms_ctx_sync(ctx);
     ms_ctx_destroy(ctx);
     ms_backend_destroy(be);
-    FILE *f = fopen(o->out, "wb");
-    ms_status s = MS_OK;
-    if (!f) s = ms_errorf(err, MS_ERR_IO, "%s: cannot create", o->out);
-    /* raw little-endian float32: every platform we build for is little-endian */
-    else if (fwrite(host, sizeof *host, count, f) != count || fclose(f) != 0)
-        s = ms_errorf(err, MS_ERR_IO, "%s: write error", o->out);
+    ms_status s = write_floats(o->out, host, count, err);
     free(host);
     return s;
 }
@@ -179,7 +209,7 @@ static int cmd_preprocess(int argc, char **argv) {
     if (s == MS_OK && !p.do_center_crop)
         s = ms_errorf(&err, MS_ERR_UNSUPPORTED, "the preprocessor config must center-crop (do_center_crop)");
     if (s == MS_OK) s = prepare_crops(&o, &p, crops, &err);
-    if (s == MS_OK) s = write_pixels(&o, &p, crops, &err);
+    if (s == MS_OK) s = o.host_reference ? write_host_reference(&o, &p, crops, &err) : write_pixels(&o, &p, crops, &err);
     for (int i = 0; i < o.n_images; i++) ms_image_free(&crops[i]);
     free(crops);
     free(o.images);

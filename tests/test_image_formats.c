@@ -235,6 +235,15 @@ static const refused_case k_refused[] = {
     CASE("icns\x00\x00\x01\x00", "ICNS"),
     CASE("\x01\xda\x00\x01\x00\x03\x00\x28", "SGI"),
     CASE("\x0a\x05\x01\x08\x00\x00\x00\x00", "PCX"),
+    CASE("BLP1\x00\x00\x00\x00", "BLP"),
+    CASE("%!PS-Adobe-3.0 EPSF-3.0\n", "EPS"),
+    CASE("\xc5\xd0\xd3\xc6\x20\x00\x00\x00", "EPS"),
+    CASE("\x59\xa6\x6a\x95\x00\x00\x00\x01", "Sun raster"),
+    CASE("/* XPM */\nstatic char *x[] = {", "XPM"),
+    CASE("#define im_width 8\n", "XBM"),
+    CASE("SIMPLE  =                    T", "FITS"),
+    CASE("DanM\x01\x00\x01\x00", "MSP"),
+    CASE("Image type: RGB image\r\n", "IM"),
     CASE("\x00\x00\x02\x00\x00\x00\x00\x00", NULL), /* TGA has no magic bytes */
 };
 

@@ -139,11 +139,13 @@ def write_refused(d):
              ("TIFF", "tiff", {}, "TIFF"), ("ICO", "ico", {}, "ICO"), ("PPM", "ppm", {}, "PNM"),
              ("JPEG2000", "jp2", {}, "JPEG 2000"), ("AVIF", "avif", {}, "AVIF"), ("QOI", "qoi", {}, "QOI"),
              ("DDS", "dds", {}, "DDS"), ("SGI", "sgi", {}, "SGI"), ("PCX", "pcx", {}, "PCX"),
-             ("ICNS", "icns", {}, "ICNS"), ("TGA", "tga", {}, "unknown format")]
+             ("ICNS", "icns", {}, "ICNS"), ("BLP", "blp", {}, "BLP"), ("IM", "im", {}, "IM"),
+             ("MSP", "msp", {}, "MSP"), ("XBM", "xbm", {}, "XBM"), ("TGA", "tga", {}, "unknown format")]
     out = []
     for fmt, ext, kw, word in cases:
         p = f"{d}/refused.{ext}"
-        src = img.resize((64, 64)) if fmt == "ICNS" else img
+        src = (img.resize((64, 64)) if fmt == "ICNS" else img.convert("1") if fmt in ("MSP", "XBM")
+               else img.quantize(16) if fmt == "BLP" else img)
         try:
             src.save(p, format=fmt, **kw)
         except (KeyError, OSError, ValueError) as e:
