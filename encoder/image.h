@@ -57,8 +57,8 @@ ms_tensor ms_image_pixels(ms_ctx *ctx, const ms_image_proc_config *cfg, const ms
  * shortest_edge, the long side int(shortest_edge * long / short) (truncated). */
 void ms_image_resize_size(int32_t w, int32_t h, int32_t shortest_edge, int64_t *out_w,
                           int64_t *out_h);
-/* PIL's Image.resize((out_w, out_h), resample) of an RGB image, bit for bit (Pillow's
- * Resample.c, 8-bit path). resample is PIL's code: 1 lanczos, 2 bilinear, 3 bicubic,
+/* PIL's Image.resize((out_w, out_h), resample) of an RGB image, with Pillow's Resample.c
+ * arithmetic (8-bit path): the same bytes wherever tests/ref/test_image_pixels.py looks. resample is PIL's code: 1 lanczos, 2 bilinear, 3 bicubic,
  * 4 box, 5 hamming; 0 (nearest) is refused as unsupported. */
 ms_status ms_image_resize_pil(const ms_image_u8 *in, int32_t out_w, int32_t out_h,
                               int32_t resample, ms_image_u8 *out, ms_error *err);

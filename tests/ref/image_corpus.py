@@ -51,6 +51,22 @@ def _png(path, samples, color_type, depth, interlace=False):
         f.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw, 6)) + _png_chunk(b"IEND", b""))
 
 
+def _png_gray_lowbit(path, gray, depth):
+    """Gray PNG of 1, 2 or 4 bits a sample (gray: values < 2**depth), rows packed
+    most significant bits first."""
+    h, w = gray.shape
+    per = 8 // depth
+    padded = np.zeros((h, -(-w // per) * per), np.uint8)
+    padded[:, :w] = gray
+    packed = np.zeros((h, padded.shape[1] // per), np.uint8)
+    for k in range(per):
+        packed |= (padded[:, k::per] << (8 - depth * (k + 1))).astype(np.uint8)
+    raw = b"".join(b"\0" + packed[i].tobytes() for i in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, 0, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw)) + _png_chunk(b"IEND", b""))
+
+
 def _strip_adobe_marker(data):
     """The JPEG without its APP14 "Adobe" segment."""
     i = 2
@@ -102,6 +118,8 @@ def write_corpus(d, source):
     pal.info["transparency"] = 3
     pal.save(add("palette_trns_257x190.png"), transparency=3)
     Image.fromarray(sc[..., 1] > 128).save(add("bilevel_300x200.png"))
+    _png_gray_lowbit(add("gray2bit_150x101.png"), sc[:101, :150, 0] >> 6, 2)
+    _png_gray_lowbit(add("gray4bit_151x100.png"), sc[:100, :151, 2] >> 4, 4)
     wide16 = (np.arange(250 * 180, dtype=np.uint32).reshape(180, 250) * 29 % 65536).astype(np.uint16)
     small16 = (_scene(250, 180, 18)[..., 0].astype(np.uint16) * 3 // 4)  # all <= 255: the clip does not act
     Image.fromarray(wide16).save(add("gray16_250x180.png"))
@@ -124,6 +142,8 @@ def write_corpus(d, source):
     rgb(240, 160, 23).save(add("exif_rotated_240x160.jpg"), quality=90, exif=exif)
     # APNG: Pillow opens frame 0 (the default image); modserve decodes the IDAT image
     rgb(120, 90, 24).save(add("apng_120x90.png"), save_all=True, append_images=[rgb(120, 90, 25)], duration=100)
+    # MPO (two JPEGs): Pillow opens frame 0; modserve decodes the first JPEG
+    rgb(200, 150, 26).save(add("mpo_200x150.mpo"), format="MPO", save_all=True, append_images=[rgb(200, 150, 27)])
     # YCCK: Pillow cannot write it; a 64x48 file written by libjpeg (docs/encoder.md)
     out.append(("ycck_64x48.jpg", f"{source}/tests/data/ycck.jpg"))
     out.append(("demo_160x120.png", f"{source}/tests/data/demo.png"))
