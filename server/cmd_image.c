@@ -22,8 +22,8 @@ static void usage(FILE *out) {
             "Decodes each IMAGE (PNG or JPEG, the server's default limits), resizes and\n"
             "center-crops it and rescales + normalises it as the model's\n"
             "preprocessor_config.json says (CLIPImageProcessor), on the chosen backend,\n"
-            "exactly as the server prepares images for the vision tower. Writes the pixels\n"
-            "as raw little-endian float32 [N, 3, H, W] (N images in the order given, H x W\n"
+            "with the steps the server uses to prepare images for the vision tower.\n"
+            "Writes the pixels as raw little-endian float32 [N, 3, H, W] (N images in the order given, H x W\n"
             "the crop size; values converted to float32 where the backend computes in\n"
             "bf16) and prints one line per image. A refused image is an error naming why.\n"
             "  --model DIR    model folder: its config.json and preprocessor_config.json\n"
@@ -82,13 +82,15 @@ static int parse(int argc, char **argv, image_opts *o) {
     return -1; /* go on */
 }
 
-static ms_status read_file(const char *path, uint8_t **out, size_t *n, ms_error *err) {
+/* The file's bytes, at most max + 1 of them (enough for the decoder to say "over the
+ * limit" without reading a huge file whole). */
+static ms_status read_file(const char *path, size_t max, uint8_t **out, size_t *n, ms_error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return ms_errorf(err, MS_ERR_IO, "%s: cannot open", path);
     size_t cap = 1 << 16, len = 0;
     uint8_t *buf = ms_xmalloc(cap);
     size_t got;
-    while ((got = fread(buf + len, 1, cap - len, f)) > 0) {
+    while (len <= max && (got = fread(buf + len, 1, (cap - len < max + 1 - len ? cap - len : max + 1 - len), f)) > 0) {
         len += got;
         if (len == cap) buf = ms_xrealloc(buf, cap *= 2);
     }
@@ -112,8 +114,12 @@ static ms_status load_config(const image_opts *o, ms_image_proc_config *p, ms_er
     }
     uint8_t *text;
     size_t n;
-    ms_status s = read_file(o->config, &text, &n, err);
+    ms_status s = read_file(o->config, 16u << 20, &text, &n, err);
     if (s != MS_OK) return s;
+    if (n > 16u << 20) {
+        free(text);
+        return ms_errorf(err, MS_ERR_LIMIT, "%s: larger than 16 MiB", o->config);
+    }
     s = ms_image_proc_config_parse((const char *)text, n, p, err);
     free(text);
     return s == MS_OK ? MS_OK : ms_error_wrap(err, "%s", o->config);
@@ -128,7 +134,7 @@ static ms_status prepare_crops(const image_opts *o, const ms_image_proc_config *
     for (int i = 0; i < o->n_images; i++) {
         uint8_t *bytes;
         size_t n;
-        ms_status s = read_file(o->images[i], &bytes, &n, err);
+        ms_status s = read_file(o->images[i], lim.max_bytes, &bytes, &n, err);
         if (s != MS_OK) return s;
         ms_image_u8 img = {0};
         s = ms_image_decode(bytes, n, &lim, &img, err);
