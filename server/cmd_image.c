@@ -216,7 +216,8 @@ static int cmd_preprocess(int argc, char **argv) {
     if (s == MS_OK && !p.do_center_crop)
         s = ms_errorf(&err, MS_ERR_UNSUPPORTED, "the preprocessor config must center-crop (do_center_crop)");
     if (s == MS_OK) s = prepare_crops(&o, &p, crops, &err);
-    if (s == MS_OK) s = o.host_reference ? write_host_reference(&o, &p, crops, &err) : write_pixels(&o, &p, crops, &err);
+    if (s == MS_OK && o.host_reference) s = write_host_reference(&o, &p, crops, &err);
+    else if (s == MS_OK) s = write_pixels(&o, &p, crops, &err);
     for (int i = 0; i < o.n_images; i++) ms_image_free(&crops[i]);
     free(crops);
     free(o.images);

@@ -134,7 +134,8 @@ static void test_ycck_jpeg(void) {
     if (st == MS_OK) {
         int bad = 0;
         for (int i = 0; i < W * H; i++)
-            for (int c = 0; c < 3; c++) bad += img.rgb[i * 3 + c] != pillow_cmyk_channel(cmyk[i * 4 + c], cmyk[i * 4 + 3]);
+            for (int c = 0; c < 3; c++)
+                bad += img.rgb[i * 3 + c] != pillow_cmyk_channel(cmyk[i * 4 + c], cmyk[i * 4 + 3]);
         EXPECTF(bad == 0, "YCCK JPEG: %d samples differ from Pillow's formula", bad);
     }
     ms_image_free(&img);
@@ -299,7 +300,8 @@ static void test_request_names_format(void) {
         const bool ok = ms_api_load_image_url(url, "messages[0].content[0].image_url", &o, &img, &e);
         EXPECTF(!ok && e.http == 400 && !strcmp(e.code, "unsupported_image_type"), "case %zu: ok %d http %d code %s",
                 i, ok, e.http, e.code);
-        if (c->name) EXPECTF(strstr(e.message, c->name) != NULL, "case %zu: '%s' does not name %s", i, e.message, c->name);
+        if (c->name)
+            EXPECTF(strstr(e.message, c->name) != NULL, "case %zu: '%s' does not name %s", i, e.message, c->name);
         free(img.bytes);
         free(url);
         free(b64);
