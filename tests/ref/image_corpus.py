@@ -107,6 +107,8 @@ def write_corpus(d, source):
     rgb(333, 250, 12).save(add("rgb_333x250_444.jpg"), quality=95, subsampling=0)
     rgb(333, 250, 13).save(add("rgb_333x250_422.jpg"), quality=85, subsampling=1)
     rgb(801, 601, 14).save(add("rgb_801x601_progressive.jpg"), quality=90, progressive=True)
+    # RGB colour space (Adobe transform 0), not YCbCr
+    rgb(160, 120, 28).save(add("rgb_colorspace_160x120.jpg"), quality=90, keep_rgb=True)
     sc = _scene(300, 200, 15)
     Image.fromarray(sc[..., 1], "L").save(add("gray_300x200.png"))
     Image.fromarray(sc[..., 0], "L").save(add("gray_300x200.jpg"), quality=90)
