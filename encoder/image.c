@@ -16,6 +16,7 @@
 #include "encoder/image.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <stb_image.h>
@@ -33,8 +34,8 @@ static bool bytes_start_with(const uint8_t *b, size_t n, size_t off, const char 
     return n >= off + len && memcmp(b + off, magic, len) == 0;
 }
 
-/* Names the format of bytes we refuse, so the error tells the user what they sent. */
-static const char *image_format_name(const uint8_t *b, size_t n) {
+const char *ms_image_format_name(const uint8_t *b, size_t n) {
+    if (!b) return NULL;
     if (bytes_start_with(b, n, 0, "GIF87a", 6) || bytes_start_with(b, n, 0, "GIF89a", 6)) return "GIF";
     if (bytes_start_with(b, n, 0, "BM", 2)) return "BMP";
     if (bytes_start_with(b, n, 0, "RIFF", 4) && bytes_start_with(b, n, 8, "WEBP", 4)) return "WebP";
@@ -50,6 +51,19 @@ static const char *image_format_name(const uint8_t *b, size_t n) {
     if (bytes_start_with(b, n, 0, "%PDF", 4)) return "PDF";
     if (bytes_start_with(b, n, 0, "<?xml", 5) || bytes_start_with(b, n, 0, "<svg", 4)) return "SVG/XML";
     if (n >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7') return "PNM";
+    if (bytes_start_with(b, n, 0, "DDS ", 4)) return "DDS";
+    if (bytes_start_with(b, n, 0, "icns", 4)) return "ICNS";
+    if (bytes_start_with(b, n, 0, "\x01\xda", 2)) return "SGI";
+    if (bytes_start_with(b, n, 0, "BLP1", 4) || bytes_start_with(b, n, 0, "BLP2", 4)) return "BLP";
+    if (bytes_start_with(b, n, 0, "%!PS", 4) || bytes_start_with(b, n, 0, "\xc5\xd0\xd3\xc6", 4)) return "EPS";
+    if (bytes_start_with(b, n, 0, "\x59\xa6\x6a\x95", 4)) return "Sun raster";
+    if (bytes_start_with(b, n, 0, "/* XPM */", 9)) return "XPM";
+    if (bytes_start_with(b, n, 0, "#define", 7)) return "XBM";
+    if (bytes_start_with(b, n, 0, "SIMPLE  =", 9)) return "FITS";
+    if (bytes_start_with(b, n, 0, "DanM", 4) || bytes_start_with(b, n, 0, "LinS", 4)) return "MSP";
+    if (bytes_start_with(b, n, 0, "Image type:", 11)) return "IM";
+    /* PCX: manufacturer 10, a version Pillow reads (0, 2, 3, 5), RLE encoding 1 */
+    if (n >= 3 && b[0] == 0x0a && (b[1] == 0 || b[1] == 2 || b[1] == 3 || b[1] == 5) && b[2] == 1) return "PCX";
     return NULL;
 }
 
@@ -72,7 +86,7 @@ ms_status ms_image_probe(const uint8_t *bytes, size_t n, const ms_image_limits *
     bool is_png = bytes_start_with(bytes, n, 0, "\x89PNG\r\n\x1a\n", 8);
     bool is_jpeg = bytes_start_with(bytes, n, 0, "\xff\xd8\xff", 3);
     if (!is_png && !is_jpeg) {
-        const char *what = image_format_name(bytes, n);
+        const char *what = ms_image_format_name(bytes, n);
         if (what)
             return ms_errorf(err, MS_ERR_UNSUPPORTED,
                              "image: %s is not supported (only PNG and JPEG)", what);
@@ -120,6 +134,21 @@ ms_status ms_image_probe(const uint8_t *bytes, size_t n, const ms_image_limits *
     return MS_OK;
 }
 
+/* stb's pixels (gray 16-bit [n] or RGB 8-bit [n, 3]) into a malloc'd RGB buffer, so
+ * ms_image_free never needs to know who decoded. PIL's I;16 -> RGB (Convert.c I16_RGB):
+ * a value over 255 becomes 255, the rest stays; gray replicated. */
+static uint8_t *rgb_copy(const void *px, bool gray16, size_t n) {
+    uint8_t *rgb = malloc(n * 3);
+    if (!rgb) return NULL;
+    if (!gray16) return memcpy(rgb, px, n * 3);
+    const uint16_t *g = px;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t v = g[i] > 255 ? 255 : (uint8_t)g[i];
+        rgb[i * 3] = rgb[i * 3 + 1] = rgb[i * 3 + 2] = v;
+    }
+    return rgb;
+}
+
 ms_status ms_image_decode(const uint8_t *bytes, size_t n, const ms_image_limits *lim,
                           ms_image_u8 *out, ms_error *err) {
     MS_CHECK(out != NULL && lim != NULL);
@@ -130,13 +159,19 @@ ms_status ms_image_decode(const uint8_t *bytes, size_t n, const ms_image_limits 
     if (bytes[0] == 0xff) return ms_image_jpeg_decode(bytes, n, lim, out, err);
     const char *fmt = "PNG";
 
-    int dw = 0, dh = 0, dc = 0;
     /* desired_channels 3: gray, gray+alpha, palette and RGBA all come out RGB, like PIL's
-     * convert("RGB") (alpha dropped, not blended). */
+     * convert("RGB") (alpha dropped, not blended); 16-bit samples keep their high byte,
+     * as PIL's ";16B" unpackers do. One exception, 16-bit gray without alpha: PIL opens it
+     * as mode "I;16", whose convert("RGB") clips the whole value to 255 instead, so it is
+     * decoded at 16 bits and clipped the same way. */
+    const bool gray16 = n >= 26 && memcmp(bytes + 12, "IHDR", 4) == 0 && bytes[24] == 16 && bytes[25] == 0;
     size_t clean_n = 0;
     uint8_t *clean = ms_image_png_drop_empty_idat(bytes, n, &clean_n);
-    uint8_t *px = clean ? stbi_load_from_memory(clean, (int)clean_n, &dw, &dh, &dc, 3)
-                        : stbi_load_from_memory(bytes, (int)n, &dw, &dh, &dc, 3);
+    const uint8_t *src = clean ? clean : bytes;
+    const int src_n = (int)(clean ? clean_n : n);
+    int dw = 0, dh = 0, dc = 0;
+    void *px = gray16 ? (void *)stbi_load_16_from_memory(src, src_n, &dw, &dh, &dc, 1)
+                      : (void *)stbi_load_from_memory(src, src_n, &dw, &dh, &dc, 3);
     free(clean);
     if (!px) return ms_errorf(err, MS_ERR_INVALID, "image: corrupt %s data (%s)", fmt, stb_reason());
     if (dw != w || dh != h) { /* header and decoder disagree: refuse rather than guess */
@@ -144,15 +179,9 @@ ms_status ms_image_decode(const uint8_t *bytes, size_t n, const ms_image_limits 
         return ms_errorf(err, MS_ERR_INVALID, "image: %s header says %dx%d but decodes to %dx%d",
                          fmt, w, h, dw, dh);
     }
-    /* Copy into our own allocation so ms_image_free never needs to know who decoded. */
-    size_t nbytes = (size_t)w * (size_t)h * 3;
-    out->rgb = malloc(nbytes);
-    if (!out->rgb) {
-        stbi_image_free(px);
-        return ms_errorf(err, MS_ERR_NOMEM, "image: no memory for %dx%d pixels", w, h);
-    }
-    memcpy(out->rgb, px, nbytes);
+    out->rgb = rgb_copy(px, gray16, (size_t)w * (size_t)h);
     stbi_image_free(px);
+    if (!out->rgb) return ms_errorf(err, MS_ERR_NOMEM, "image: no memory for %dx%d pixels", w, h);
     out->width = w;
     out->height = h;
     return MS_OK;

@@ -9,6 +9,8 @@
  * limit; a progressive file may have at most JPEG_MAX_SCANS scans (each scan costs a
  * pass over the image: a scan bomb is a CPU bomb); a truncated file is an error, as
  * in PIL (which refuses truncated images by default).
+ *
+ * CMYK and YCCK files decode to CMYK and convert to RGB as PIL does (cmyk_row_to_rgb).
  */
 #include <setjmp.h>
 #include <stdio.h> /* before jpeglib.h, which uses FILE and size_t without including them */
@@ -57,6 +59,23 @@ static void guard_init(struct jpeg_decompress_struct *d, jpeg_guard *g) {
     d->err = jpeg_std_error(&g->pub);
     g->pub.error_exit = on_error;
     g->pub.emit_message = on_message;
+}
+
+/* One row of the library's CMYK output to RGB, as PIL: its JPEG plugin always reads CMYK
+ * with Adobe's inverted polarity (rawmode "CMYK;I", whether or not the file has an Adobe
+ * marker), and convert("RGB") is Convert.c's cmyk2rgb on the inverted values:
+ * nk = 255 - K, R = nk - round(C * nk / 255) in its integer division by 255. With
+ * C = 255 - c and K = 255 - k (c, k the library's bytes): nk = k. */
+static void cmyk_row_to_rgb(uint8_t *rgb, const uint8_t *cmyk, size_t w) {
+    for (size_t x = 0; x < w; x++) {
+        const int nk = cmyk[x * 4 + 3];
+        for (int c = 0; c < 3; c++) {
+            const int inv = 255 - cmyk[x * 4 + c];
+            const int t = inv * nk + 128;
+            const int v = nk - (((t >> 8) + t) >> 8); /* Pillow's MULDIV255 */
+            rgb[x * 3 + c] = (uint8_t)(v <= 0 ? 0 : v < 256 ? v : 255);
+        }
+    }
 }
 
 /* The frame header's size, read by walking the markers to the first SOFn: enough to
@@ -116,19 +135,26 @@ ms_status ms_image_jpeg_decode(const uint8_t *bytes, size_t n, const ms_image_li
                          "image: JPEG of %lldx%lld is over the limits (width <= %d, height <= %d, pixels <= %lld)",
                          (long long)w, (long long)h, lim->max_width, lim->max_height, (long long)lim->max_pixels);
     }
-    d.out_color_space = JCS_RGB; /* gray and YCbCr come out RGB; CMYK is refused by the library */
+    /* Gray and YCbCr/RGB come out RGB from the library, as PIL's L and RGB modes after
+     * convert("RGB"). Four components (CMYK, or YCCK which the library turns into CMYK)
+     * come out CMYK and are converted below as PIL does. */
+    const bool cmyk = d.num_components == 4;
+    d.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(&d);
-    if (d.output_width != (JDIMENSION)w || d.output_height != (JDIMENSION)h || d.output_components != 3)
+    const int comps = cmyk ? 4 : 3;
+    if (d.output_width != (JDIMENSION)w || d.output_height != (JDIMENSION)h || d.output_components != comps)
         ms_panic(__FILE__, __LINE__, "libjpeg output %ux%u x%d differs from its header", d.output_width,
                  d.output_height, d.output_components);
-    rgb = malloc((size_t)w * (size_t)h * 3);
+    rgb = malloc((size_t)w * (size_t)h * 3 + (cmyk ? (size_t)w * 4 : 0)); /* + one CMYK row */
     if (!rgb) {
         jpeg_destroy_decompress(&d);
         return ms_errorf(err, MS_ERR_NOMEM, "image: no memory for %lldx%lld pixels", (long long)w, (long long)h);
     }
+    uint8_t *cmyk_row = cmyk ? rgb + (size_t)w * (size_t)h * 3 : NULL;
     while (d.output_scanline < d.output_height) {
-        JSAMPROW row = rgb + (size_t)d.output_scanline * (size_t)w * 3;
-        jpeg_read_scanlines(&d, &row, 1);
+        uint8_t *dst = rgb + (size_t)d.output_scanline * (size_t)w * 3;
+        JSAMPROW row = cmyk ? cmyk_row : dst;
+        if (jpeg_read_scanlines(&d, &row, 1) == 1 && cmyk) cmyk_row_to_rgb(dst, cmyk_row, (size_t)w);
     }
     if (!g.truncated) jpeg_finish_decompress(&d);
     jpeg_destroy_decompress(&d);

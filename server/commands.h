@@ -7,5 +7,6 @@ int ms_cmd_serve(int argc, char **argv);    /* server/cmd_serve.c */
 int ms_cmd_run(int argc, char **argv);      /* server/cmd_run.c */
 int ms_cmd_model(int argc, char **argv);    /* server/cmd_model.c */
 int ms_cmd_tokenize(int argc, char **argv); /* server/cmd_tokenize.c */
+int ms_cmd_image(int argc, char **argv);    /* server/cmd_image.c */
 
 #endif

@@ -61,8 +61,13 @@ static bool check_image(ms_api_image *img, const char *param, const ms_server_li
     static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     const bool png = img->n_bytes >= 8 && !memcmp(img->bytes, png_magic, 8);
     const bool jpeg = img->n_bytes >= 3 && img->bytes[0] == 0xff && img->bytes[1] == 0xd8 && img->bytes[2] == 0xff;
-    if (!png && !jpeg)
+    if (!png && !jpeg) {
+        const char *what = ms_image_format_name(img->bytes, img->n_bytes); /* "GIF", "WebP", ... */
+        if (what)
+            return ms_api_fail(err, 400, param, "unsupported_image_type",
+                               "image data is %s, which is not supported (only PNG and JPEG)", what);
         return ms_api_fail(err, 400, param, "unsupported_image_type", "image data is not PNG or JPEG");
+    }
     if (img->n_bytes > INT_MAX)
         return ms_api_fail(err, 413, param, "max_image_bytes", "image is over the max_image_bytes limit");
     int w = 0, h = 0;
@@ -114,7 +119,10 @@ static bool load_data_url(const char *url, const char *param, const ms_parse_opt
         if (head < 7 || strncasecmp(mime, "image/", 6) || !memmem(mime, head, ";base64", 7))
             return ms_api_fail(err, 400, param, "invalid_image_url",
                                "data URL must be data:image/png;base64,... or data:image/jpeg;base64,...");
-        return ms_api_fail(err, 400, param, "unsupported_image_type", "image type must be image/png or image/jpeg");
+        size_t type_len = 0; /* the media type, named in the message: "image/gif" */
+        while (type_len < head && type_len < 64 && mime[type_len] != ';') type_len++;
+        return ms_api_fail(err, 400, param, "unsupported_image_type",
+                           "image type %.*s is not supported (only image/png or image/jpeg)", (int)type_len, mime);
     }
     const char *data = comma + 1;
     const size_t n = strlen(data);

@@ -1,7 +1,9 @@
 /*
  * Image input: decoding with limits (good PNG/JPEG of every channel layout, malformed,
  * refused formats, bombs) and CLIPImageProcessor's geometry against values derived by
- * hand from Pillow's and transformers' formulas.
+ * hand from Pillow's and transformers' formulas. Where a comment says "as PIL", that is
+ * the formula worked by hand; equality with Pillow and transformers themselves is
+ * checked by the reference test tests/ref/test_image_pixels.py.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -17,6 +17,7 @@ static const subcommand k_commands[] = {
     {"run", ms_cmd_run, "generate from a prompt (and images) in this process"},
     {"model", ms_cmd_model, "model folders: `model init` writes a random-weight model"},
     {"tokenize", ms_cmd_tokenize, "text to token ids (or --decode ids to text)"},
+    {"image", ms_cmd_image, "`image preprocess`: images to the vision tower's pixel tensor"},
     {"bench", ms_cmd_bench, "traces, replay, profile, simulate, tune, kernels"},
 };
 
