@@ -263,6 +263,14 @@ static void test_chat(void) {
             "%s", out);
     free(out);
     EXPECT(ms_chat_render(MS_CHAT_FORMAT_LLAMA2, msgs + 2, 1, true, "<s>", "</s>", &out, &err) == MS_ERR_INVALID);
+    /* Llama-2's template strips content with Python's str.strip(): Unicode whitespace
+     * too (U+3000, U+00A0, U+2003; not U+200B), found by tests/ref/test_chat_templates.py. */
+    ms_chat_part spaced[] = {{MS_CHAT_PART_TEXT, "\xE3\x80\x80 Hi\xC2\xA0\xE2\x80\x83\n"}};
+    ms_chat_part zwsp[] = {{MS_CHAT_PART_TEXT, "\xE2\x80\x8BHi"}};
+    ms_chat_message spaced_msgs[] = {{"user", spaced, 1}, {"assistant", zwsp, 1}};
+    EXPECT(ms_chat_render(MS_CHAT_FORMAT_LLAMA2, spaced_msgs, 2, true, "<s>", "</s>", &out, &err) == MS_OK);
+    EXPECTF(!strcmp(out, "<s>[INST] Hi [/INST] \xE2\x80\x8BHi </s>"), "%s", out);
+    free(out);
     EXPECT(ms_chat_render(MS_CHAT_FORMAT_QWEN2, msgs + 1, 1, true, NULL, NULL, &out, &err) == MS_OK);
     EXPECTF(!strcmp(out, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is "
                          "this?<|vision_start|><|image_pad|><|vision_end|><|im_end|>\n<|im_start|>assistant\n"),
