@@ -4,7 +4,8 @@ For each chat format modserve renders in C (llm/chat_template.c: llava-1.5, llam
 chatml, qwen2), a model folder gets a tokenizer trained by test_tokenizers.py and a
 tokenizer_config.json carrying the Jinja chat template its model family publishes
 (llava-hf/llava-1.5-7b-hf, meta-llama/Llama-2-7b-chat-hf, a plain ChatML template,
-Qwen/Qwen2-VL-7B-Instruct). Generated conversations (system or not, one to four turns,
+Qwen/Qwen2-VL-7B-Instruct); the tiny preset's folder (`modserve model init`) is used
+as written, with its own llava-1.5 template. Generated conversations (system or not, one to four turns,
 images anywhere in a message, text with surrounding whitespace, every script of the
 corpus) go to
   - `modserve tokenize --model DIR --messages FILE`: the prompt text and the ids a chat
@@ -66,12 +67,14 @@ QWEN2_VL = (
     "%}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}"
     "<|im_start|>assistant\n{% endif %}")
 
-# name -> (tokenizer from test_tokenizers.py, template, content as parts?, alternating roles?)
+# case -> (tokenizer from test_tokenizers.py, template (None: the folder's own), content as
+# parts?, alternating roles?)
 FORMATS = {
     "llava-1.5": ("llama2", LLAVA15, True, False),
     "llama-2": ("llama2", LLAMA2, False, True),
     "chatml": ("qwen2", CHATML, False, False),
     "qwen2": ("qwen2", QWEN2_VL, True, False),
+    "tiny-preset": ("tiny", None, True, False),  # modserve model init's folder as it is (llava-1.5)
 }
 
 
@@ -126,6 +129,7 @@ def main():
     from transformers import AutoTokenizer
 
     toks = test_tokenizers.build_all(os.path.join(args.work, "tokenizers"))
+    toks["tiny"] = test_tokenizers.tiny_preset(args.modserve, os.path.join(args.work, "tokenizers"))
     ok = True
     r = random.Random(11)
     for fmt, (tok_name, template, as_parts, alternate) in FORMATS.items():
@@ -136,7 +140,8 @@ def main():
             g.write(f.read())
         with open(os.path.join(src, "tokenizer_config.json")) as f:
             config = json.load(f)
-        config["chat_template"] = template
+        if template:
+            config["chat_template"] = template
         with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
             json.dump(config, f, indent=1)
         hf = AutoTokenizer.from_pretrained(d)

@@ -19,11 +19,15 @@ Tokenizers:
                    single_word / normalized flags
   llama2-metaspace the same model with transformers' non-legacy Llama conversion
                    (Metaspace pre-tokenizer, prepend_scheme first, no split)
+  metaspace-split  the same model, Metaspace pre-tokenizer (always, split) and a
+                   ByteFallback + Metaspace decoder
   gpt2             byte-level BPE, ByteLevel pre-tokenizer with GPT-2's regex
   llama3           byte-level BPE, Split on Llama-3's regex + ByteLevel, ignore_merges,
                    <|begin_of_text|> post-processor
   qwen2            byte-level BPE, NFC, Split on Qwen2's regex + ByteLevel, ChatML and
                    vision special tokens, added tokens with flags
+  tiny             the tokenizer `modserve model init --preset tiny` writes (not trained
+                   by the library: it checks that the library reads modserve's file alike)
 Known differences (KNOWN below, also in docs/tokenizer.md) are counted apart; any
 other mismatch fails the test. Exit 0 only when every comparison ran and matched.
 Usage: test_tokenizers.py --modserve BIN --source DIR --work DIR [--keep N]
@@ -106,7 +110,7 @@ def add_flagged(tok):
         (tok.add_special_tokens if special else tok.add_tokens)([t])
 
 
-def sentencepiece_style(train, metaspace):
+def sentencepiece_style(train, metaspace, split=False):
     """Llama-2's layout: <unk> <s> </s>, <0x00>..<0xFF> as ids 3..258, then BPE pieces."""
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
@@ -128,7 +132,10 @@ def sentencepiece_style(train, metaspace):
     spec["added_tokens"] = [dict(id=i, content=c, single_word=False, lstrip=False, rstrip=False, normalized=False,
                                  special=True) for i, c in enumerate(["<unk>", "<s>", "</s>"])]
     tok = Tokenizer.from_str(json.dumps(spec))
-    if metaspace:  # transformers' LlamaConverter with legacy=False
+    if split:  # Metaspace on both sides, splitting at each space (older conversions)
+        tok.normalizer = None
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    elif metaspace:  # transformers' LlamaConverter with legacy=False
         tok.normalizer = None
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
     else:  # Llama-2's tokenizer.json (legacy)
@@ -136,6 +143,9 @@ def sentencepiece_style(train, metaspace):
         tok.pre_tokenizer = None
     tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
                                      decoders.Strip(" ", 1, 0)])
+    if split:
+        tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace(
+            replacement="\u2581", prepend_scheme="always", split=True)])
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
                                                        special_tokens=[("<s>", 1)])
     tok.add_special_tokens([added("<image>"), added("<pad>")])
@@ -184,6 +194,7 @@ def build_all(work):
     out = {}
     for name, build in [("llama2", lambda: sentencepiece_style(train, False)),
                         ("llama2-metaspace", lambda: sentencepiece_style(train, True)),
+                        ("metaspace-split", lambda: sentencepiece_style(train, True, split=True)),
                         ("gpt2", lambda: byte_level(train, "gpt2")), ("llama3", lambda: byte_level(train, "llama3")),
                         ("qwen2", lambda: byte_level(train, "qwen2"))]:
         tok, config = build()
@@ -195,6 +206,17 @@ def build_all(work):
             json.dump(config, f, indent=1)
         out[name] = (Tokenizer.from_file(os.path.join(d, "tokenizer.json")), d)  # as saved
     return out
+
+
+def tiny_preset(modserve_bin, work):
+    """The tokenizer `modserve model init --preset tiny` writes (Llama-2's layout, llava-1.5's
+    chat template), read by the library as it is."""
+    d = os.path.join(work, "tiny")
+    p = subprocess.run([modserve_bin, "model", "init", "--preset", "tiny", "--seed", "1", "--out", d],
+                       capture_output=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"modserve model init failed: {p.stderr.decode(errors='replace')}")
+    return Tokenizer.from_file(os.path.join(d, "tokenizer.json")), d
 
 
 def modserve(args, mode_args):
@@ -301,6 +323,7 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     t0 = time.time()
     toks = build_all(args.work)
+    toks["tiny"] = tiny_preset(args.modserve, args.work)
     entries = tokenizer_corpus.corpus()
     corpus_path = os.path.join(args.work, "corpus.txt")
     tokenizer_corpus.write_corpus(corpus_path, entries)
