@@ -21,13 +21,15 @@ static void usage(FILE *out) {
             "       modserve tokenize --model DIR --file F [--jsonl] | --decode-file F | --messages F\n"
             "\n"
             "Prints the token ids of TEXT (comma separated, as `modserve run --prompt-ids`\n"
-            "takes them) using DIR/tokenizer.json and DIR/tokenizer_config.json, exactly as\n"
-            "Hugging Face tokenizers would. TEXT '-' reads standard input.\n"
+            "takes them) using DIR/tokenizer.json and DIR/tokenizer_config.json, as the server\n"
+            "tokenizes (docs/tokenizer.md says what is compared with Hugging Face's library).\n"
+            "TEXT '-' reads standard input.\n"
             "  --model DIR           model folder (required)\n"
             "  --no-special          do not add BOS/EOS (the post-processor's tokens)\n"
             "  --pieces              print one 'id<TAB>piece' line per token instead\n"
             "  --chat                wrap TEXT as one user message in the chat template,\n"
-            "                        with the generation prompt (BOS still added)\n"
+            "                        with the generation prompt (BOS added unless the\n"
+            "                        template writes it, as for a chat request)\n"
             "  --images N            with --chat: the message carries N images\n"
             "  --chat-template NAME  llava-1.5, llama-2, chatml or qwen2 instead of matching\n"
             "                        the folder's chat_template\n"
@@ -153,10 +155,11 @@ static int do_decode(const ms_tokenizer *tok, const tok_opts *o) {
 
 static int do_encode(const ms_tokenizer *tok, const tok_opts *o) {
     ms_error err = {0};
-    size_t len;
     char *owned = NULL;
     const char *text = o->text;
+    size_t len = strlen(text);
     if (!strcmp(text, "-")) text = owned = read_stdin(&len);
+    bool add_special = !o->no_special;
     if (o->chat) {
         ms_chat_format f;
         if (ms_chat_format_for(tok, o->chat_template, &f, &err) != MS_OK) {
@@ -176,9 +179,13 @@ static int do_encode(const ms_tokenizer *tok, const tok_opts *o) {
         }
         free(owned);
         text = owned = prompt;
+        len = strlen(prompt);
+        /* As the server (ms_chat_tokenize): no second BOS when the template wrote one. */
+        const char *bos = ms_tokenizer_bos_token(tok);
+        if (bos && bos[0] && !strncmp(prompt, bos, strlen(bos))) add_special = false;
     }
     int32_t *ids, n;
-    ms_status st = ms_tokenizer_encode(tok, text, strlen(text), !o->no_special, &ids, &n, &err);
+    ms_status st = ms_tokenizer_encode(tok, text, len, add_special, &ids, &n, &err);
     free(owned);
     if (st != MS_OK) {
         fprintf(stderr, "modserve tokenize: %s\n", err.msg);

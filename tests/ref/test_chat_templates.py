@@ -181,9 +181,19 @@ def main():
                 bad_ids += 1
                 if bad_ids <= 3:
                     print(f"  {fmt} conversation {i}: ids differ\n    hf:       {ids}\n    modserve: {got['ids']}")
+        # `modserve tokenize --chat --images 1 TEXT` is conversation 0 (one user turn,
+        # the image first, generation prompt): the same ids (llama-2 once had two BOS).
+        msgs0, gen0 = convs[0]
+        prompt0 = hf.apply_chat_template(for_template(msgs0, as_parts), tokenize=False, add_generation_prompt=gen0)
+        want0 = hf(prompt0, add_special_tokens=not (hf.bos_token and prompt0.startswith(hf.bos_token)))["input_ids"]
+        p = subprocess.run([args.modserve, "tokenize", "--model", d, "--chat", "--images", "1", "What is this?"],
+                           capture_output=True)
+        chat_ok = p.returncode == 0 and p.stdout.decode().strip() == ",".join(map(str, want0))
+        if not chat_ok:
+            print(f"  {fmt}: --chat gave {p.stdout.decode().strip()!r} (rc {p.returncode}), hf {want0}")
         print(f"{fmt}: {len(convs)} conversations ({images} images, template matched from tokenizer_config.json), "
-              f"prompt mismatches {bad_text}, id mismatches {bad_ids}")
-        ok &= bad_text == 0 and bad_ids == 0
+              f"prompt mismatches {bad_text}, id mismatches {bad_ids}; --chat {'same' if chat_ok else 'DIFFERS'}")
+        ok &= bad_text == 0 and bad_ids == 0 and chat_ok
     # Bad input is an error naming the line and what is wrong.
     bad_path = os.path.join(args.work, "bad.jsonl")
     with open(bad_path, "w") as f:
