@@ -79,8 +79,9 @@ FORMATS = {
 
 
 def text_piece(r):
-    """Message text: corpus-like text (valid UTF-8), sometimes with whitespace around it."""
-    t = r.choice(tokenizer_corpus.GENERATORS[:8] + tokenizer_corpus.GENERATORS[10:12])(r)
+    """Message text: corpus-like text (valid UTF-8, added tokens such as <mask> or <|im_end|>
+    typed in it), sometimes with whitespace around it."""
+    t = r.choice(tokenizer_corpus.GENERATORS[:12])(r)  # [8:10]: added tokens typed in the text
     if r.randrange(4) == 0:
         t = r.choice(tokenizer_corpus.SPACES) + t + r.choice(tokenizer_corpus.SPACES)
     return t
