@@ -11,7 +11,8 @@ corpus of 5,000+ lines (tokenizer_corpus.py):
     random id sequences (byte-fallback pieces, special and unknown ids) vs
     Tokenizer.decode(ids, skip_special_tokens=False and True);
   - streaming: modserve's incremental decode of the same ids, pieces joined, vs the
-    library's full decode.
+    library's full decode, and (every 4th line) vs stream_reference: HF DecodeStream's
+    step over the library's decode, with the finish modserve adds.
 Tokenizers:
   llama2           SentencePiece-style BPE, byte fallback, Llama-2's normalizer
                    (Prepend + Replace), no pre-tokenizer, decoder Replace/ByteFallback/
@@ -95,8 +96,36 @@ def _valid(b):
         return False
 
 
+def stream_reference(tok, ids, skip):
+    """The text a streaming decode should send, built on the library's decode: HF's
+    DecodeStream step (decode the window; send what grew past the window's prefix unless
+    it ends in U+FFFD, then slide the window), holding instead of raising when the
+    window's text no longer starts with the prefix, plus the finish that DecodeStream
+    lacks (send the rest; when held-back ids rewrote text already sent, send those ids
+    decoded on their own), as llm/tokenizer_decode.c documents it. The library's decode
+    is taken with U+0000 dropped, as modserve's decode does (the known difference
+    nul-dropped, checked on its own by the decode comparison)."""
+    def decode(window):
+        return tok.decode(window, skip_special_tokens=skip).replace("\x00", "")
+
+    out, window, prefix, prefix_index = [], [], "", 0
+    for i in ids:
+        window.append(i)
+        full = decode(window)
+        if len(full) > len(prefix) and not full.endswith("\ufffd") and full.startswith(prefix):
+            out.append(full[len(prefix):])
+            window = window[prefix_index:]
+            prefix = decode(window)
+            prefix_index = len(window)
+    full = decode(window)
+    out.append(full[len(prefix):] if full.startswith(prefix) else
+               decode(window[prefix_index:]))
+    return "".join(out)
+
+
 KNOWN = {"decode": [("nul-dropped", nul_dropped)],
-         "stream": [("nul-dropped", nul_dropped), ("stream-invalid-run", stream_invalid_run)]}
+         "stream": [("nul-dropped", nul_dropped), ("stream-invalid-run", stream_invalid_run)],
+         "stream_steps": []}
 
 
 def added(content, special=True, lstrip=False, rstrip=False, single_word=False, normalized=False):
@@ -261,7 +290,7 @@ def compare(args, name, tok, d, entries, corpus_path, r):
     texts = [e.decode("utf-8", errors="replace") for e in entries]
     ref = [enc.ids for enc in tok.encode_batch(texts, add_special_tokens=True)]
     ours = modserve(args, [d, "--file", corpus_path, "--jsonl"])
-    bad = {"ids": [], "decode": [], "stream": []}
+    bad = {"ids": [], "decode": [], "stream": [], "stream_steps": []}
     known_count = {}
 
     def check(kind, hf, ours, ids, what):
@@ -297,14 +326,20 @@ def compare(args, name, tok, d, entries, corpus_path, r):
             if skip:  # what the decoders see: special tokens dropped first
                 ids = [t for t in ids if t not in special]
             check("decode", hf_text[i], dec[i]["skip" if skip else "text"], ids, what)
-            # The pieces of modserve's streaming decode, joined, against the library's
-            # full decode. (HF's DecodeStream cannot be the reference: it has no finish,
-            # so a final U+FFFD never comes out, and it raises on some byte-fallback runs.)
-            check("stream", hf_text[i], dec[i]["stream_skip" if skip else "stream"], ids, what)
+            # The pieces of modserve's streaming decode, joined: equal to the full decode
+            # but for the documented case, and equal to stream_reference everywhere (every
+            # 4th line: it decodes once per id in Python). HF's DecodeStream itself cannot
+            # be run: it has no finish, so a final U+FFFD never comes out, and it raises
+            # on some byte-fallback runs.
+            streamed = dec[i]["stream_skip" if skip else "stream"]
+            check("stream", hf_text[i], streamed, ids, what)
+            if i % 4 == 0:
+                check("stream_steps", stream_reference(tok, id_lines[i], skip), streamed, ids, what)
     n_bad = sum(len(v) for v in bad.values())
     print(f"{name}: {len(entries)} lines encoded ({sum(map(len, ref))} ids), {len(id_lines)} id lines "
           f"({len(id_lines) - len(entries)} random) decoded and streamed, with and without special tokens; "
-          f"mismatches: ids {len(bad['ids'])}, decode {len(bad['decode'])}, stream {len(bad['stream'])}; "
+          f"mismatches: ids {len(bad['ids'])}, decode {len(bad['decode'])}, stream {len(bad['stream'])}, "
+          f"stream steps {len(bad['stream_steps'])}; "
           f"known differences: {known_count or 'none'}; {time.time() - t0:.1f} s")
     for kind, items in bad.items():
         for what in items[: args.keep]:
@@ -340,6 +375,18 @@ def main():
         except Exception as e:  # a failed run is a failure, never a skip
             print(f"FAIL {name}: {e}")
             ok = False
+    # `modserve bench tokenizer --hf` runs the library through tokenizer_bench_hf.py on the
+    # same corpus: it must run and report both sides (timings are not checked).
+    p = subprocess.run([args.modserve, "bench", "tokenizer", "--model", toks["gpt2"][1], "--corpus", corpus_path,
+                        "--rounds", "1", "--hf", sys.executable, "--hf-script",
+                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "tokenizer_bench_hf.py")],
+                       capture_output=True)
+    out = p.stdout.decode()
+    if p.returncode != 0 or f"{len(entries)} entries" not in out or "hf tokenizers, encode_batch" not in out:
+        print(f"FAIL bench tokenizer --hf: rc {p.returncode}\n{out}{p.stderr.decode()[-1000:]}")
+        ok = False
+    else:
+        print("bench tokenizer --hf: ran (modserve and the library on the corpus)")
     print(f"{'PASS' if ok else 'FAIL'} ({time.time() - t0:.1f} s)")
     return 0 if ok else 1
 
