@@ -224,7 +224,7 @@ static int messages_line(const ms_tokenizer *tok, const tok_batch_opts *o, char 
     for (int i = 0; i < n_msgs && !bad; i++) {
         const cJSON *mi = cJSON_GetArrayItem(msgs, i);
         m[i].role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(mi, "role"));
-        ms_chat_part *parts;
+        ms_chat_part *parts = NULL;
         bad = m[i].role ? message_parts(cJSON_GetObjectItemCaseSensitive(mi, "content"), &parts, &m[i].n_parts)
                         : "a message has no \"role\" string";
         m[i].parts = parts;

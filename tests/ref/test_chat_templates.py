@@ -195,17 +195,22 @@ def main():
         print(f"{fmt}: {len(convs)} conversations ({images} images, template matched from tokenizer_config.json), "
               f"prompt mismatches {bad_text}, id mismatches {bad_ids}; --chat {'same' if chat_ok else 'DIFFERS'}")
         ok &= bad_text == 0 and bad_ids == 0 and chat_ok
-    # Bad input is an error naming the line and what is wrong.
-    bad_path = os.path.join(args.work, "bad.jsonl")
-    with open(bad_path, "w") as f:
-        f.write(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
-        f.write(json.dumps({"messages": [{"role": "robot", "content": "hi"}]}) + "\n")
-    p = subprocess.run([args.modserve, "tokenize", "--model", os.path.join(args.work, "chatml"), "--messages",
-                        bad_path], capture_output=True)
-    err = p.stderr.decode()
-    if p.returncode == 0 or "line 2" not in err or "robot" not in err:
-        print(f"FAIL: a bad role on line 2 gave rc {p.returncode}, stderr {err!r}")
-        ok = False
+    # Bad input is an error naming the line and what is wrong (a missing role once freed
+    # an uninitialized pointer).
+    good = json.dumps({"messages": [{"role": "user", "content": "hi"}]})
+    for bad, says in [({"messages": [{"role": "robot", "content": "hi"}]}, "robot"),
+                      ({"messages": [{"content": "hi"}]}, "role"),
+                      ({"messages": [{"role": "user", "content": [{"type": "video"}]}]}, "content part"),
+                      ({"messages": "hi"}, "messages"), ({"messages": [], "add_generation_prompt": 1}, "boolean")]:
+        bad_path = os.path.join(args.work, "bad.jsonl")
+        with open(bad_path, "w") as f:
+            f.write(good + "\n" + json.dumps(bad) + "\n")
+        p = subprocess.run([args.modserve, "tokenize", "--model", os.path.join(args.work, "chatml"), "--messages",
+                            bad_path], capture_output=True)
+        err = p.stderr.decode()
+        if p.returncode == 0 or "line 2" not in err or says not in err:
+            print(f"FAIL: bad line {bad} gave rc {p.returncode}, stderr {err!r}")
+            ok = False
     print(f"{'PASS' if ok else 'FAIL'} ({time.time() - t0:.1f} s)")
     return 0 if ok else 1
 
