@@ -46,8 +46,8 @@ static void usage(FILE *out) {
             "  --messages F          one chat request per line of F: {\"messages\": [...],\n"
             "                        \"add_generation_prompt\": bool (default true)}, content a\n"
             "                        string or OpenAI parts (text, image, image_url); prints\n"
-            "                        {\"prompt\": rendered text, \"ids\": [...]} per line, the\n"
-            "                        ids a chat request to `modserve serve` gets\n"
+            "                        {\"prompt\": rendered text, \"ids\": [...]} per line, by\n"
+            "                        the rules of a chat request to `modserve serve`\n"
             "  -h, --help            this text\n");
 }
 

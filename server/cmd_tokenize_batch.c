@@ -10,8 +10,8 @@
  *   --messages F      one chat request per line: {"messages": [...], "add_generation_prompt":
  *                     true|false (default true)}, messages as in the OpenAI chat API
  *                     (content a string or parts {"type": "text"|"image"|"image_url"});
- *                     {"prompt": rendered text, "ids": [...]} per line, tokenized as a
- *                     chat request to the server is.
+ *                     {"prompt": rendered text, "ids": [...]} per line, through
+ *                     ms_chat_tokenize (the rules of a chat request to the server).
  * An input line that cannot be read is an error naming its line number.
  */
 #include "server/cmd_tokenize.h"

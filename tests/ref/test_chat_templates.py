@@ -8,9 +8,10 @@ Qwen/Qwen2-VL-7B-Instruct); the tiny preset's folder (`modserve model init`) is 
 as written, with its own llava-1.5 template. Generated conversations (system or not, one to four turns,
 images anywhere in a message, text with surrounding whitespace, every script of the
 corpus) go to
-  - `modserve tokenize --model DIR --messages FILE`: the prompt text and the ids a chat
-    request to `modserve serve` gets (without --chat-template: the format is found by
-    matching the folder's template, as the server does);
+  - `modserve tokenize --model DIR --messages FILE`: the prompt text and the ids by the
+    rules of a chat request to `modserve serve` (ms_chat_tokenize; without
+    --chat-template the format is found by matching the folder's template, as the
+    server does; the server's HTTP path itself is not run);
   - transformers: AutoTokenizer.from_pretrained(DIR).apply_chat_template(tokenize=False),
     then the tokenizer on that text with add_special_tokens unless the text starts with
     bos_token (the rule of ProcessorMixin.apply_chat_template(tokenize=True)).
