@@ -1,9 +1,9 @@
 /*
  * `modserve bench tokenizer`: encodes every corpus entry (BOS added, as the server
  * does) several rounds on one thread and reports the best round, then optionally runs
- * tests/tokenizer_compare/compare.js --bench so the library's numbers come from the
- * same machine and corpus in the same run. The corpus uses the escapes of the
- * comparison test (\n \t \r \\ \xHH).
+ * tests/ref/tokenizer_bench_hf.py (Hugging Face `tokenizers` in the reference Python
+ * environment) so the library's numbers come from the same machine and corpus in the
+ * same run. The corpus uses the escapes of the comparison test (\n \t \r \\ \xHH).
  */
 #include "bench/tokenizer_bench.h"
 
@@ -16,15 +16,15 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: modserve bench tokenizer --model DIR [--corpus FILE] [--rounds N]\n"
-            "                                [--hf NODE_MODULES] [--compare-js FILE]\n"
+            "                                [--hf PYTHON] [--hf-script FILE]\n"
             "Encode throughput of DIR's tokenizer, single thread, best of N rounds (default 5).\n"
             "  --corpus FILE     one entry per line, escapes \\n \\t \\r \\\\ \\xHH\n"
-            "                    (default testdata/tokenizer_corpus.txt in a build folder, written by\n"
-            "                    test_tokenizer_compare or tests/tokenizer_compare/make_corpus.js)\n"
-            "  --hf DIR          node_modules holding @anush008/tokenizers: time Hugging Face\n"
-            "                    tokenizers on the same corpus (one encode call per entry,\n"
-            "                    awaited in turn, and encodeBatch with TOKENIZERS_PARALLELISM=false)\n"
-            "  --compare-js FILE the comparison script (default tests/tokenizer_compare/compare.js)\n");
+            "                    (default testdata/test_tokenizers/corpus.txt in a build folder,\n"
+            "                    written by the reference test test_tokenizers)\n"
+            "  --hf PYTHON       python with the `tokenizers` package (scripts/pyref.sh): time\n"
+            "                    Hugging Face tokenizers on the same corpus (one encode call per\n"
+            "                    entry, and encode_batch, on one thread)\n"
+            "  --hf-script FILE  the timing script (default tests/ref/tokenizer_bench_hf.py)\n");
 }
 
 static size_t unescape(const char *s, size_t n, char *out) {
@@ -51,8 +51,8 @@ static size_t unescape(const char *s, size_t n, char *out) {
 }
 
 int ms_bench_tokenizer_main(int argc, char **argv) {
-    const char *model = NULL, *corpus = "testdata/tokenizer_corpus.txt", *hf = NULL;
-    const char *js = "tests/tokenizer_compare/compare.js";
+    const char *model = NULL, *corpus = "testdata/test_tokenizers/corpus.txt", *hf = NULL;
+    const char *script = "tests/ref/tokenizer_bench_hf.py";
     int rounds = 5;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -67,7 +67,7 @@ int ms_bench_tokenizer_main(int argc, char **argv) {
         if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--corpus")) corpus = v;
         else if (!strcmp(a, "--hf")) hf = v;
-        else if (!strcmp(a, "--compare-js")) js = v;
+        else if (!strcmp(a, "--hf-script")) script = v;
         else if (!strcmp(a, "--rounds") && atoi(v) > 0) rounds = atoi(v);
         else {
             fprintf(stderr, "bench tokenizer: bad option %s %s\n", a, v);
@@ -137,9 +137,8 @@ int ms_bench_tokenizer_main(int argc, char **argv) {
     if (!hf) return 0;
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "TOKENIZERS_PARALLELISM=false RAYON_NUM_THREADS=1 NODE_PATH='%s' node '%s' '%s/tokenizer.json' '%s' "
-             "/dev/null --bench %d",
-             hf, js, model, corpus, rounds);
+             "TOKENIZERS_PARALLELISM=false RAYON_NUM_THREADS=1 '%s' '%s' '%s/tokenizer.json' '%s' %d", hf, script,
+             model, corpus, rounds);
     FILE *p = popen(cmd, "r");
     if (!p) return 1;
     char buf[1024];
@@ -153,8 +152,8 @@ int ms_bench_tokenizer_main(int argc, char **argv) {
         fprintf(stderr, "bench tokenizer: the Hugging Face run failed (%s)\n", cmd);
         return 1;
     }
-    printf("hf tokenizers, encode per entry (awaited): %.4f s = %.2f MB/s\n", per_line, bytes / per_line / 1e6);
-    printf("hf tokenizers, encodeBatch, 1 thread:      %.4f s = %.2f MB/s\n", batch, bytes / batch / 1e6);
+    printf("hf tokenizers, encode per entry:          %.4f s = %.2f MB/s\n", per_line, bytes / per_line / 1e6);
+    printf("hf tokenizers, encode_batch, 1 thread:    %.4f s = %.2f MB/s\n", batch, bytes / batch / 1e6);
     printf("modserve / hf: %.2fx (per entry), %.2fx (batch)\n", per_line / best, batch / best);
     return 0;
 }

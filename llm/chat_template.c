@@ -101,13 +101,42 @@ static void sb_addn(sbuf *b, const char *s, size_t n) {
 }
 static void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
 
-static bool is_py_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+/* Python's str.isspace() (what Jinja's .strip() strips): ASCII whitespace, U+001C..U+001F,
+ * U+0085, U+00A0, U+1680, U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000. */
+static bool is_py_space_cp(uint32_t c) {
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
 
-/* Python's str.strip() on ASCII whitespace, appended to b. */
+/* The code point of the UTF-8 sequence at s (len bytes; ill-formed: 0xFFFFFFFF). */
+static uint32_t utf8_cp(const unsigned char *s, size_t len) {
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0xFFFFFFFF;
+    if (len == 1 && s[0] < 0x80) return s[0];
+    if (len == 2 && (s[0] & 0xE0) == 0xC0) return (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F);
+    if (len == 3 && (s[0] & 0xF0) == 0xE0) return (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
+    return 0xFFFFFFFF; /* 4-byte sequences hold no whitespace */
+}
+
+static size_t utf8_seq_len(unsigned char c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4; }
+
+/* Python's str.strip() (Unicode whitespace, as Jinja's .strip() in Llama-2's template),
+ * appended to b. */
 static void sb_add_stripped(sbuf *b, const char *s, size_t n) {
-    while (n && is_py_space(*s)) s++, n--;
-    while (n && is_py_space(s[n - 1])) n--;
-    sb_addn(b, s, n);
+    const unsigned char *u = (const unsigned char *)s;
+    size_t start = 0, end = n;
+    while (start < end) {
+        size_t l = utf8_seq_len(u[start]);
+        if (start + l > end || !is_py_space_cp(utf8_cp(u + start, l))) break;
+        start += l;
+    }
+    while (end > start) {
+        size_t k = end - 1; /* back to the lead byte of the last character */
+        while (k > start && (u[k] & 0xC0) == 0x80 && end - k < 4) k--;
+        if (!is_py_space_cp(utf8_cp(u + k, end - k))) break;
+        end = k;
+    }
+    sb_addn(b, s + start, end - start);
 }
 
 /* A message's parts as one string: text as is, each image as the format's marker
@@ -248,7 +277,11 @@ ms_status ms_chat_tokenize(const ms_tokenizer *tok, ms_chat_format f, const ms_c
     ms_status st = ms_chat_render(f, msgs, n_msgs, add_generation_prompt, ms_tokenizer_bos_token(tok),
                                   ms_tokenizer_eos_token(tok), &text, err);
     if (st != MS_OK) return st;
-    st = ms_tokenizer_encode(tok, text, strlen(text), f != MS_CHAT_FORMAT_LLAMA2, ids, n_ids, err);
+    /* transformers' ProcessorMixin.apply_chat_template: no special tokens when the
+     * rendered text already starts with bos_token (llama-2 writes "<s>" itself). */
+    const char *bos = ms_tokenizer_bos_token(tok);
+    const bool add_special = !(bos && bos[0] && !strncmp(text, bos, strlen(bos)));
+    st = ms_tokenizer_encode(tok, text, strlen(text), add_special, ids, n_ids, err);
     free(text);
     return st;
 }

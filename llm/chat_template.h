@@ -60,11 +60,11 @@ ms_status ms_chat_render(ms_chat_format f, const ms_chat_message *msgs, int n_ms
 struct ms_tokenizer;
 ms_status ms_chat_format_for(const struct ms_tokenizer *tok, const char *name, ms_chat_format *out, ms_error *err);
 
-/* Renders and tokenizes in one step, as the server does for a chat request: BOS etc.
- * come from the tokenizer's post-processor, except for formats whose text already
- * carries them (llama-2 writes "<s>" itself), as transformers' LlavaProcessor
- * (add_special_tokens=True) and apply_chat_template(tokenize=True) do. Each image
- * becomes the image token (ms_tokenizer_image_id) at its place. ids: malloc'd. */
+/* Renders and tokenizes in one step, as the server does for a chat request: the
+ * post-processor's special tokens (BOS) are added unless the rendered text already
+ * starts with bos_token (llama-2 writes "<s>" itself), the rule of transformers'
+ * ProcessorMixin.apply_chat_template(tokenize=True). Each image becomes the image
+ * token (ms_tokenizer_image_id) at its place. ids: malloc'd. */
 ms_status ms_chat_tokenize(const struct ms_tokenizer *tok, ms_chat_format f, const ms_chat_message *msgs, int n_msgs,
                            bool add_generation_prompt, int32_t **ids, int32_t *n_ids, ms_error *err);
 

@@ -161,6 +161,13 @@ ms_status ms_tokenizer_decode(const ms_tokenizer *t, const int32_t *ids, int32_t
         for (size_t i = 0; i < cur.n; i++) tok_buf_add(&out, cur.s[i], cur.len[i]);
     }
     toks_free(&cur);
+    /* U+0000 (the piece <0x00>, or byte 0 of a byte-level token) cannot live in the C
+     * string every caller gets: it is dropped, so the text after it survives (HF keeps
+     * it; docs/tokenizer.md lists this difference). */
+    size_t kept = 0;
+    for (size_t i = 0; i < out.n; i++)
+        if (out.p[i]) out.p[kept++] = out.p[i];
+    out.p[kept] = 0;
     *text = out.p;
     return MS_OK;
 }

@@ -1,7 +1,8 @@
 /*
  * `modserve tokenize`: text to token ids with a model folder's tokenizer (or ids back to
  * text), the way the server and `modserve run` tokenize; --chat renders the text as one
- * user turn through the folder's chat template first.
+ * user turn through the folder's chat template first. The file modes (--file,
+ * --decode-file, --messages: many inputs in one process) are in cmd_tokenize_batch.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -10,33 +11,51 @@
 
 #include "llm/chat_template.h"
 #include "llm/tokenizer.h"
+#include "server/cmd_tokenize.h"
 #include "server/commands.h"
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: modserve tokenize --model DIR [options] TEXT\n"
             "       modserve tokenize --model DIR --decode IDS [--skip-special]\n"
+            "       modserve tokenize --model DIR --file F [--jsonl] | --decode-file F | --messages F\n"
             "\n"
             "Prints the token ids of TEXT (comma separated, as `modserve run --prompt-ids`\n"
-            "takes them) using DIR/tokenizer.json and DIR/tokenizer_config.json, exactly as\n"
-            "Hugging Face tokenizers would. TEXT '-' reads standard input.\n"
+            "takes them) using DIR/tokenizer.json and DIR/tokenizer_config.json, as the server\n"
+            "tokenizes (docs/tokenizer.md says what is compared with Hugging Face's library).\n"
+            "TEXT '-' reads standard input.\n"
             "  --model DIR           model folder (required)\n"
             "  --no-special          do not add BOS/EOS (the post-processor's tokens)\n"
             "  --pieces              print one 'id<TAB>piece' line per token instead\n"
             "  --chat                wrap TEXT as one user message in the chat template,\n"
-            "                        with the generation prompt (BOS still added)\n"
+            "                        with the generation prompt (BOS added unless the\n"
+            "                        template writes it, as for a chat request)\n"
             "  --images N            with --chat: the message carries N images\n"
             "  --chat-template NAME  llava-1.5, llama-2, chatml or qwen2 instead of matching\n"
             "                        the folder's chat_template\n"
             "  --decode IDS          comma-separated ids to text\n"
             "  --skip-special        with --decode: drop special tokens (BOS, <image>, ...)\n"
+            "  --file F              encode every line of F ('-': stdin); a line may hold\n"
+            "                        the escapes \\n \\t \\r \\\\ and \\xHH (any byte, so\n"
+            "                        ill-formed UTF-8 too); prints the ids of each line\n"
+            "  --jsonl               with --file: print {\"ids\": [...], \"text\": decode,\n"
+            "                        \"skip\": decode skipping special tokens} per line\n"
+            "  --decode-file F       decode every line of F (comma-separated ids); prints\n"
+            "                        {\"text\", \"skip\", \"stream\", \"stream_skip\"} per line\n"
+            "                        (stream: the pieces of a streaming decode joined)\n"
+            "  --messages F          one chat request per line of F: {\"messages\": [...],\n"
+            "                        \"add_generation_prompt\": bool (default true)}, content a\n"
+            "                        string or OpenAI parts (text, image, image_url); prints\n"
+            "                        {\"prompt\": rendered text, \"ids\": [...]} per line, by\n"
+            "                        the rules of a chat request to `modserve serve`\n"
             "  -h, --help            this text\n");
 }
 
 typedef struct tok_opts {
     const char *model, *text, *decode, *chat_template;
+    const char *file, *decode_file, *messages_file;
     int n_images;
-    bool no_special, pieces, chat, skip_special;
+    bool no_special, pieces, chat, skip_special, jsonl;
 } tok_opts;
 
 static int parse(int argc, char **argv, tok_opts *o) {
@@ -47,7 +66,8 @@ static int parse(int argc, char **argv, tok_opts *o) {
             return 0;
         }
         bool takes_value = !strcmp(a, "--model") || !strcmp(a, "--decode") || !strcmp(a, "--chat-template") ||
-                           !strcmp(a, "--images");
+                           !strcmp(a, "--images") || !strcmp(a, "--file") ||
+                           !strcmp(a, "--decode-file") || !strcmp(a, "--messages");
         if (takes_value && i + 1 >= argc) {
             fprintf(stderr, "modserve tokenize: %s needs a value\n", a);
             return 2;
@@ -55,6 +75,10 @@ static int parse(int argc, char **argv, tok_opts *o) {
         if (!strcmp(a, "--model")) o->model = argv[++i];
         else if (!strcmp(a, "--decode")) o->decode = argv[++i];
         else if (!strcmp(a, "--chat-template")) o->chat_template = argv[++i];
+        else if (!strcmp(a, "--file")) o->file = argv[++i];
+        else if (!strcmp(a, "--decode-file")) o->decode_file = argv[++i];
+        else if (!strcmp(a, "--messages")) o->messages_file = argv[++i];
+        else if (!strcmp(a, "--jsonl")) o->jsonl = true;
         else if (!strcmp(a, "--images")) {
             char *end;
             long n = strtol(argv[++i], &end, 10);
@@ -77,8 +101,10 @@ static int parse(int argc, char **argv, tok_opts *o) {
             return 2;
         }
     }
-    if (!o->model || (!o->text && !o->decode) || (o->text && o->decode)) {
-        fprintf(stderr, "modserve tokenize: need --model and exactly one of TEXT and --decode\n");
+    int inputs = !!o->text + !!o->decode + !!o->file + !!o->decode_file + !!o->messages_file;
+    if (!o->model || inputs != 1) {
+        fprintf(stderr, "modserve tokenize: need --model and exactly one of TEXT, --decode, --file, --decode-file "
+                        "and --messages\n");
         usage(stderr);
         return 2;
     }
@@ -129,10 +155,11 @@ static int do_decode(const ms_tokenizer *tok, const tok_opts *o) {
 
 static int do_encode(const ms_tokenizer *tok, const tok_opts *o) {
     ms_error err = {0};
-    size_t len;
     char *owned = NULL;
     const char *text = o->text;
+    size_t len = strlen(text);
     if (!strcmp(text, "-")) text = owned = read_stdin(&len);
+    bool add_special = !o->no_special;
     if (o->chat) {
         ms_chat_format f;
         if (ms_chat_format_for(tok, o->chat_template, &f, &err) != MS_OK) {
@@ -152,9 +179,13 @@ static int do_encode(const ms_tokenizer *tok, const tok_opts *o) {
         }
         free(owned);
         text = owned = prompt;
+        len = strlen(prompt);
+        /* As the server (ms_chat_tokenize): no second BOS when the template wrote one. */
+        const char *bos = ms_tokenizer_bos_token(tok);
+        if (bos && bos[0] && !strncmp(prompt, bos, strlen(bos))) add_special = false;
     }
     int32_t *ids, n;
-    ms_status st = ms_tokenizer_encode(tok, text, strlen(text), !o->no_special, &ids, &n, &err);
+    ms_status st = ms_tokenizer_encode(tok, text, len, add_special, &ids, &n, &err);
     free(owned);
     if (st != MS_OK) {
         fprintf(stderr, "modserve tokenize: %s\n", err.msg);
@@ -179,7 +210,13 @@ int ms_cmd_tokenize(int argc, char **argv) {
         fprintf(stderr, "modserve tokenize: %s\n", err.msg);
         return 1;
     }
-    rc = o.decode ? do_decode(tok, &o) : do_encode(tok, &o);
+    if (o.file || o.decode_file || o.messages_file) {
+        tok_batch_opts b = {.file = o.file, .decode_file = o.decode_file, .messages_file = o.messages_file,
+                            .chat_template = o.chat_template, .jsonl = o.jsonl, .add_special = !o.no_special};
+        rc = ms_tokenize_batch(tok, &b);
+    } else {
+        rc = o.decode ? do_decode(tok, &o) : do_encode(tok, &o);
+    }
     ms_tokenizer_free(tok);
     return rc;
 }

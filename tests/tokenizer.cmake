@@ -1,5 +1,3 @@
-# Tokenizer: unit checks, and the comparison with Hugging Face tokenizers (node + npm;
-# skipped when they or the npm registry are unavailable).
+# Tokenizer unit checks (the tiny tokenizer, errors, chat formats). The comparison with
+# Hugging Face's library is a reference test: tests/ref_tokenizer.cmake.
 ms_add_test(test_tokenizer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer.c LABELS tokenizer)
-ms_add_test(test_tokenizer_compare SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer.c ARGS --compare
-            LABELS tokenizer)
