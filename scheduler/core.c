@@ -729,6 +729,7 @@ void ms_core_stats_get(const ms_core *c, ms_core_stats *out) {
 }
 
 int32_t ms_core_active(const ms_core *c) { return c->active; }
+void ms_core_count_rejected(ms_core *c) { c->stats.rejected++; }
 
 int32_t ms_core_kv_free(const ms_core *c, int32_t device) {
     if (device < 0 || device >= MS_CORE_MAX_DEVICES) return 0;

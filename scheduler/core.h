@@ -267,6 +267,9 @@ bool ms_core_pop_finished(ms_core *c, ms_core_finished *out);
 
 void ms_core_stats_get(const ms_core *c, ms_core_stats *out);
 int32_t ms_core_active(const ms_core *c);
+/* Counts a request refused before it reached ms_core_arrive (the engine's early
+ * admission check), so stats.rejected holds every 503. */
+void ms_core_count_rejected(ms_core *c);
 int32_t ms_core_block_size(const ms_core *c);
 int32_t ms_core_kv_blocks(const ms_core *c); /* per device pool */
 const ms_core_options *ms_core_options_of(const ms_core *c);

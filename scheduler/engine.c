@@ -399,9 +399,11 @@ ms_status ms_engine_submit(ms_engine *e, const ms_request_desc *d, uint64_t *id,
     const ms_request_params *p = &d->params;
     /* refuse early, before any copy or image work */
     pthread_mutex_lock(&e->mu);
-    int32_t active = ms_core_active(e->core);
+    const int32_t active = ms_core_active(e->core);
+    const bool full = e->o.max_queued_requests > 0 && active >= e->o.max_queued_requests;
+    if (full) ms_core_count_rejected(e->core); /* modserve_engine_rejected_total */
     pthread_mutex_unlock(&e->mu);
-    if (e->o.max_queued_requests > 0 && active >= e->o.max_queued_requests)
+    if (full)
         return ms_errorf(err, MS_ERR_BUSY, "engine: %d requests in flight, try again later", active);
     if (p->max_tokens < 1 || p->min_tokens < 0 || p->n_stop_ids < 0 || p->n_stop_ids > 1024 ||
         p->priority < 0 || (p->n_stop_ids > 0 && !p->stop_ids) || d->n_images < 0 ||

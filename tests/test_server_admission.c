@@ -103,6 +103,8 @@ static void test_admission(void) {
      * core's own refusals, not the engine's early one before any copy: not checked.) */
     EXPECT(metric("modserve_http_requests_total{endpoint=\"/v1/chat/completions\",code=\"503\"}") == 1);
     EXPECT(metric("modserve_http_requests_total{endpoint=\"/v1/completions\",code=\"503\"}") == 1);
+    /* the engine's own count of admission refusals sees the same two */
+    EXPECT(metric("modserve_engine_rejected_total") == 2);
     /* Every accepted request still completes in full. */
     while (running) {
         curl_multi_perform(m, &running);
