@@ -245,26 +245,12 @@ const ms_image_proc_config *ms_vision_image_config(const ms_vision *v) { return 
 
 ms_tensor ms_vision_pixels(ms_ctx *ctx, const ms_vision *v, const ms_image_u8 *crops, int32_t n) {
     MS_CHECK(ctx && v && crops && n > 0);
-    const int64_t side = v->image_size, plane = side * side;
-    int32_t *host = ms_xmalloc((size_t)(n * plane * 3) * sizeof *host); /* [N, H, W, 3] */
-    for (int32_t i = 0; i < n; i++) {
-        MS_CHECKF(crops[i].width == side && crops[i].height == side,
-                  "crop %d is %dx%d, the tower takes %lldx%lld", i, crops[i].width,
-                  crops[i].height, (long long)side, (long long)side);
-        for (int64_t j = 0; j < plane * 3; j++) host[i * plane * 3 + j] = crops[i].rgb[j];
-    }
-    const int64_t rgb_shape[4] = {n, side, side, 3}, px_shape[4] = {n, 3, side, side};
-    ms_tensor rgb = ms_ctx_upload_i32(ctx, host, 4, rgb_shape);
-    free(host);
-    ms_tensor px = ms_ctx_tensor(ctx, ctx->backend->act_dtype, 4, px_shape);
-    float mean[3] = {0, 0, 0}, stdv[3] = {1, 1, 1};
-    if (v->proc.do_normalize) {
-        memcpy(mean, v->proc.image_mean, sizeof mean);
-        memcpy(stdv, v->proc.image_std, sizeof stdv);
-    }
-    float rescale = v->proc.do_rescale ? v->proc.rescale_factor : 1.0f;
-    ms_op_image_normalize(ctx, &px, &rgb, mean, stdv, rescale);
-    return px;
+    for (int32_t i = 0; i < n; i++)
+        MS_CHECKF(crops[i].width == v->image_size && crops[i].height == v->image_size,
+                  "crop %d is %dx%d, the tower takes %dx%d", i, crops[i].width, crops[i].height,
+                  (int)v->image_size, (int)v->image_size);
+    /* one normalisation for serving and `modserve image preprocess` (encoder/image_pixels.c) */
+    return ms_image_pixels(ctx, &v->proc, crops, n); /* [N, 3, side, side] */
 }
 
 static void apply_act(ms_ctx *ctx, vision_act act, ms_tensor *y, const ms_tensor *x) {

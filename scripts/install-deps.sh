@@ -6,10 +6,6 @@ pkgs=(build-essential cmake pkg-config git
       libopenblas-dev libcjson-dev libstb-dev libjpeg62-turbo-dev zlib1g-dev
       libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev libicu-dev
       gnuplot-nox curl prometheus clang libclang-rt-14-dev python3-venv)
-# node and npm may come from another source already (npm bundled with node): only
-# install Debian's when the commands are missing.
-command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
-command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
