@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 build=${MODSERVE_BUILD:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
-cmake --build "$build" -j "$(nproc)"
+cmake --build "$build" -j "$(nproc)" --target modserve   # the server only, not the test binaries
 ms="$build/modserve"
 work="$build/demo"
 rm -rf "$work" && mkdir -p "$work"
