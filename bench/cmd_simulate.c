@@ -13,7 +13,8 @@ const char ms_sim_core_help[] =
     "  --preprocess-threads N     default 2\n"
     "  --max-num-seqs N (64)  --max-num-batched-tokens N (2048)  --encode-max-batch-images N (8)\n"
     "  --kv-blocks N (4096 per device; serve sizes it from memory and logs the number)\n"
-    "  --block-size N (16)  --max-model-len N (4096)\n"
+    "  --block-size N (16)  --max-model-len N (default: the profile's, as serve's is the\n"
+    "                             model's; 4096 for a profile that does not record it)\n"
     "  --max-queued-requests N (1024, 0 = none)  --priority-aging S (2.0)\n";
 
 void ms_sim_core_options_default(ms_core_options *c) {
@@ -28,6 +29,7 @@ void ms_sim_core_options_default(ms_core_options *c) {
     c->max_queued_requests = e.max_queued_requests;
     c->priority_aging_s = e.priority_aging_s;
     c->short_prompt_tokens = e.short_prompt_tokens;
+    c->max_model_len = 0; /* the profile's, as serve takes the model's: ms_sim_max_model_len */
 }
 
 int ms_sim_core_flag(ms_core_options *c, int argc, char **argv, int *i, ms_error *err) {

@@ -63,6 +63,10 @@ ms_status ms_cost_model_parse(const char *json, ms_cost_model *m, ms_error *err)
     v = cJSON_GetObjectItemCaseSensitive(j, "image_tokens");
     if (!cJSON_IsNumber(v) || v->valuedouble < 1) st = ms_errorf(err, MS_ERR_INVALID, "profile: image_tokens missing");
     else m->image_tokens = (int32_t)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(j, "max_model_len"); /* optional: older profiles lack it */
+    if (st == MS_OK && v && (!cJSON_IsNumber(v) || v->valuedouble < 2 || v->valuedouble > (1 << 30)))
+        st = ms_errorf(err, MS_ERR_INVALID, "profile: max_model_len must be a number >= 2");
+    else if (v) m->max_model_len = (int32_t)v->valuedouble;
     if (st == MS_OK)
         st = curve_read(cJSON_GetObjectItemCaseSensitive(j, "preprocess"), "preprocess", "images", NULL, &m->preprocess, err);
     if (st == MS_OK) st = curve_read(cJSON_GetObjectItemCaseSensitive(j, "encode"), "encode", "images", NULL, &m->encode, err);
@@ -179,6 +183,9 @@ ms_status ms_cost_model_mean(const ms_cost_model *const *models, int n, ms_cost_
         if (models[k]->image_tokens != m.image_tokens)
             return ms_errorf(err, MS_ERR_INVALID, "profiles disagree on image_tokens (%d and %d): not the same model",
                              m.image_tokens, models[k]->image_tokens);
+    for (int k = 1; k < n; k++) /* the smallest recorded context holds for all */
+        if (models[k]->max_model_len > 0 && (m.max_model_len == 0 || models[k]->max_model_len < m.max_model_len))
+            m.max_model_len = models[k]->max_model_len;
     static const struct {
         size_t offset;
         curve_at at;

@@ -4,7 +4,7 @@
  * extended linearly past the last one.
  *
  * profile.json:
- *   {"model": "...", "device": "cpu", "image_tokens": 64,
+ *   {"model": "...", "device": "cpu", "image_tokens": 64, "max_model_len": 40960,
  *    "preprocess": {"images": [1, 4], "seconds": [..]},        per request, by images
  *    "encode":  {"images": [1, 2, 4, 8], "seconds": [..]},     one batch of images
  *    "prefill": {"tokens": [16, 128, 512], "seconds": [..]},   one batch of prompt tokens
@@ -47,6 +47,7 @@ typedef struct ms_cost_curve {
 typedef struct ms_cost_model {
     char model[256], device[64];
     int32_t image_tokens;
+    int32_t max_model_len;                /* the profiled engine's context (0: not recorded) */
     ms_cost_curve preprocess;             /* seconds per request vs images */
     ms_cost_curve frontend;               /* seconds per request vs images (n = 0: none) */
     ms_cost_curve encode;                 /* seconds per batch vs images */

@@ -399,13 +399,14 @@ static cJSON *curve_json(const char *xkey, const int32_t *x, const size_t *offse
 
 #define RT_OFFSET(field, i) (offsetof(round_times, field) + (size_t)(i) * sizeof(double))
 
-static cJSON *profile_json(const char *model, const char *device, int32_t image_tokens, const plan *pl,
-                           const round_times *t, int rounds) {
+static cJSON *profile_json(const char *model, const char *device, int32_t image_tokens, int32_t max_model_len,
+                           const plan *pl, const round_times *t, int rounds) {
     size_t off[MAX_LIST + 1] = {0};
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "model", model);
     cJSON_AddStringToObject(o, "device", device);
     cJSON_AddNumberToObject(o, "image_tokens", image_tokens);
+    cJSON_AddNumberToObject(o, "max_model_len", max_model_len); /* simulate's default, as serve's */
     cJSON_AddNumberToObject(o, "rounds", rounds);
     for (int i = 0; i < pl->n_enc; i++) off[i] = RT_OFFSET(pre, i);
     cJSON_AddItemToObject(o, "preprocess", curve_json("images", pl->enc, off, pl->n_enc, t, rounds));
@@ -576,7 +577,8 @@ int ms_bench_profile_main(int argc, char **argv) {
         fprintf(stderr, "bench profile: %s\n", err.msg);
         rc = 1;
     } else {
-        cJSON *o = profile_json(model, device, ms_llava_image_tokens(p.cfg), &pl, t, rounds);
+        cJSON *o = profile_json(model, device, ms_llava_image_tokens(p.cfg), ms_engine_max_model_len(p.e), &pl, t,
+                                 rounds);
         char *s = cJSON_Print(o);
         cJSON_Delete(o);
         FILE *f = fopen(out_path, "w");

@@ -193,6 +193,11 @@ static void finish(ms_run_request *r, const ms_core_finished *f, double frontend
     r->has_stages = true;
 }
 
+int32_t ms_sim_max_model_len(const ms_core_options *c, const ms_cost_model *cost) {
+    if (c->max_model_len > 0) return c->max_model_len;
+    return cost && cost->max_model_len > 0 ? cost->max_model_len : 4096;
+}
+
 ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_bench_run *run, ms_sim_stats *stats,
                           ms_error *err) {
     memset(run, 0, sizeof *run);
@@ -200,6 +205,7 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
     const double wall0 = ms_time_now();
     sim s = {.now = SIM_T0};
     ms_core_options co = o->core;
+    co.max_model_len = ms_sim_max_model_len(&o->core, o->cost);
     co.clock = (ms_clock){sim_clock, &s};
     ms_core *core;
     ms_status st = ms_core_create(&co, &core, err);

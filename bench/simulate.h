@@ -55,6 +55,9 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
 /* The core options `modserve serve` runs with (its engine's defaults), for simulate and
  * tune; the KV pool stays the core's default (serve sizes it from the device's memory). */
 void ms_sim_core_options_default(ms_core_options *c);
+/* The context simulate runs with: --max-model-len when given (> 0), else the profile's
+ * (the profiled engine's), else 4096 (profiles written before they recorded it). */
+int32_t ms_sim_max_model_len(const ms_core_options *c, const ms_cost_model *cost);
 int ms_sim_core_flag(ms_core_options *c, int argc, char **argv, int *i, ms_error *err);
 extern const char ms_sim_core_help[];
 /* --profile may be given up to MS_COST_MAX_PROFILES times: the cost model is their mean. */

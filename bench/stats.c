@@ -14,16 +14,13 @@
 
 const int32_t ms_stats_img_cdf_at[MS_STATS_IMG_CDF_POINTS] = {1, 4, 9, 16, 25, 100, 500};
 
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void quantiles(double *v, int64_t n, ms_quantiles *q) {
+/* The report's radix sort: qsort's comparator calls were ~40% of `bench stats` on a
+ * 1M-row trace (seven arrays of up to 1M values). */
+void ms_quantiles_compute(double *v, int64_t n, ms_quantiles *q) {
     memset(q, 0, sizeof *q);
     q->n = n;
     if (!n) return;
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    ms_sort_doubles(v, n);
     double sum = 0;
     for (int64_t i = 0; i < n; i++) sum += v[i];
     q->mean = sum / (double)n;
@@ -86,12 +83,12 @@ void ms_trace_stats_compute(const ms_trace_set *set, ms_trace_stats *st) {
             cn[cc]++;
         }
     }
-    quantiles(imgs, cn[2], &st->images_per_request);
+    ms_quantiles_compute(imgs, cn[2], &st->images_per_request);
     for (int k = 0; k < MS_STATS_IMG_CDF_POINTS; k++)
         st->img_cdf[k] = cn[2] ? (double)cdf_hits[k] / (double)cn[2] : 0;
     for (int c = 0; c < 3; c++) {
-        quantiles(ctx[c], cn[c], &st->context[c]);
-        quantiles(gen[c], cn[c], &st->generated[c]);
+        ms_quantiles_compute(ctx[c], cn[c], &st->context[c]);
+        ms_quantiles_compute(gen[c], cn[c], &st->generated[c]);
         st->generated_one[c] = cn[c] ? (double)ones[c] / (double)cn[c] : 0;
         free(ctx[c]);
         free(gen[c]);
@@ -114,7 +111,7 @@ void ms_trace_stats_compute(const ms_trace_set *set, ms_trace_stats *st) {
         if (h_all[h] > 0) h_img[k++] = h_img[h] / h_all[h];
     st->full_hours = k;
     if (k) {
-        qsort(h_img, (size_t)k, sizeof *h_img, cmp_double);
+        ms_sort_doubles(h_img, k);
         st->image_share_min = h_img[0];
         st->image_share_median = ms_percentile(h_img, k, 50);
         st->image_share_max = h_img[k - 1];

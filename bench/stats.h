@@ -14,6 +14,10 @@ typedef struct ms_quantiles {
     double p10, p25, p50, p75, p80, p90, p97, p99, max, mean;
 } ms_quantiles;
 
+/* Sorts v[0..n) in place (NaN not allowed) and fills q: numpy-default percentiles,
+ * mean, max; all 0 for n == 0. */
+void ms_quantiles_compute(double *v, int64_t n, ms_quantiles *q);
+
 typedef struct ms_trace_stats {
     int64_t requests, text_requests, image_requests, total_images;
     ms_quantiles images_per_request;           /* image requests */

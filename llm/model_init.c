@@ -43,7 +43,10 @@ static void preset_tiny(ms_llava_config *c) {
     t->num_attention_heads = 6;
     t->num_key_value_heads = 2;
     t->head_dim = 16;
-    t->max_position_embeddings = 4096;
+    /* Holds every request of the shipped synthetic sample (longest: 40,030 prompt +
+     * output tokens), so the main job's replay has no context refusals. KV costs 768
+     * bytes a token here (3 layers x K,V x 2 heads x 16 x f32): 30 MiB for a full one. */
+    t->max_position_embeddings = 40960;
     t->rms_norm_eps = 1e-5f;
     t->rope_theta = 10000.0f;
     t->tie_word_embeddings = false;

@@ -56,6 +56,14 @@ void ms_core_options_default(ms_core_options *o) {
     o->short_prompt_tokens = 512;
 }
 
+/* From the model's tokens per image, not a fixed count: a fixed 512 was below
+ * LLaVA-1.5's 576 tokens for one image, so every LLaVA image request was "large". */
+int32_t ms_core_large_prompt_tokens(const ms_core_options *o, int32_t image_tokens) {
+    const int64_t one_image = (int64_t)(image_tokens > 0 ? image_tokens : 0) + o->short_prompt_tokens;
+    const int64_t half_context = o->max_model_len / 2;
+    return (int32_t)(one_image < half_context ? one_image : half_context);
+}
+
 double ms_core_now(const ms_core *c) { return c->o.clock.now(c->o.clock.ctx); }
 
 /* ---- intrusive lists ---- */
@@ -282,7 +290,7 @@ void core_to_prefill(ms_core *c, core_req *r) {
         if (c->o.mode == MS_MODE_MONOLITHIC) {
             r->deadline = r->times.arrival; /* FCFS */
         } else {
-            bool large = r->d.n_images > 0 && r->d.n_prompt > c->o.short_prompt_tokens;
+            bool large = r->d.n_images > 0 && r->d.n_prompt > ms_core_large_prompt_tokens(&c->o, r->d.image_tokens);
             r->deadline = now + c->o.priority_aging_s * (r->d.priority + (large ? 1 : 0));
         }
     }
@@ -444,6 +452,8 @@ ms_status ms_core_create(const ms_core_options *o, ms_core **out, ms_error *err)
         return ms_errorf(err, MS_ERR_INVALID,
                          "scheduler: the KV pool (%d blocks of %d) cannot hold one sequence of "
                          "max_model_len %d tokens", o->kv_blocks, o->block_size, o->max_model_len);
+    if (o->short_prompt_tokens < 0)
+        return ms_errorf(err, MS_ERR_INVALID, "scheduler: short_prompt_tokens %d must be >= 0", o->short_prompt_tokens);
     if (o->priority_aging_s < 0)
         return ms_errorf(err, MS_ERR_INVALID, "scheduler: priority_aging_s must be >= 0");
     ms_core *c = ms_xcalloc(1, sizeof *c);

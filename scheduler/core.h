@@ -143,13 +143,20 @@ typedef struct ms_core_options {
     int32_t max_queued_requests;           /* admission: active requests limit (0 = none) */
     int32_t max_model_len;                 /* prompt + output tokens per request */
     double priority_aging_s;               /* see ms_core_arrive: priority penalty unit */
-    int32_t short_prompt_tokens;           /* prompts up to this (and text-only) are "short" */
+    int32_t short_prompt_tokens;           /* text tokens a "short" image request may have
+                                              beside one image: ms_core_large_prompt_tokens */
 } ms_core_options;
 
 /* Defaults: disagg, 1 worker per stage (2 preprocess), device 0, block 16, 4096
  * blocks, 256 seqs, 2048 batched tokens, 16 images, 1024 queued, model len 4096,
- * aging 2 s, short prompt 512. The clock is left NULL (the caller must set it). */
+ * aging 2 s, short prompt 512 (text beside one image). The clock is left NULL (the caller must set it). */
 void ms_core_options_default(ms_core_options *o);
+/* The prompt length (tokens, images expanded) above which a request with images is
+ * "large" for prefill priority (see ms_core_arrive): one image of the model
+ * (image_tokens) plus short_prompt_tokens, at most half of max_model_len. So a
+ * one-image prompt with a short text is "short" for every model (LLaVA-1.5: 576 + 512
+ * = 1088 of 4096; tiny: 64 + 512). Text-only requests are never large. */
+int32_t ms_core_large_prompt_tokens(const ms_core_options *o, int32_t image_tokens);
 
 typedef struct ms_core ms_core;
 
@@ -172,9 +179,9 @@ typedef struct ms_core_req_desc {
 /* A new request. MS_ERR_BUSY when max_queued_requests requests are active,
  * MS_ERR_LIMIT when n_prompt + 1 exceeds max_model_len or the KV pool, MS_ERR_INVALID
  * for negative counts. Prefill order: by "deadline" = time queued + aging_s * (priority
- * + (long prompt with images ? 1 : 0)), so short and text-only requests pass large
- * image requests, and any request passes everything that arrives aging_s * penalty
- * later than it: nothing starves. Monolithic: by arrival only (FCFS). */
+ * + (large ? 1 : 0)), large = images and a prompt over ms_core_large_prompt_tokens,
+ * so short and text-only requests pass large image requests, and any request passes
+ * everything that arrives aging_s * penalty later than it: nothing starves. Monolithic: by arrival only (FCFS). */
 ms_status ms_core_arrive(ms_core *c, const ms_core_req_desc *d, uint64_t *id, ms_error *err);
 
 /* One unit of work in a batch. Pointers stay valid until the batch is reported done. */

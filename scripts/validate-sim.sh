@@ -29,8 +29,11 @@ rm -rf "$out" && mkdir -p "$out"
 window=(--trace bench/data/synthetic-sample.csv.gz --duration 10m --time-scale 0.5 --rate-scale 0.3
         --seed 7 --image-pool 16 --image-policy fit --max-images 8 --goodput ttft:2000,tpot:100)
 # Spelled out for serve and simulate alike (they share the defaults, but the KV pool
-# serve would size from memory).
-engine=(--max-num-seqs 64 --max-num-batched-tokens 2048 --encode-max-batch-images 8 --kv-blocks 16384)
+# serve would size from memory). --max-model-len 4096: the context of the recorded runs
+# (bench/results/validation-tiny-cpu.md); the tiny preset's own is 40,960, whose longest
+# prompts take minutes to prefill on a CPU.
+engine=(--max-num-seqs 64 --max-num-batched-tokens 2048 --encode-max-batch-images 8 --kv-blocks 16384
+        --max-model-len 4096)
 
 server=
 stop_server() { [ -z "$server" ] || { kill -TERM "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; server=; }; }

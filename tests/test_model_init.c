@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/trace.h"
 #include "kernels/backend.h"
 #include "llm/model_init.h"
 #include "llm/weights.h"
@@ -187,10 +188,36 @@ static void test_cli(void) {
     ms_test_system("rm -rf testdata/mf_cli testdata/mf_cli2");
 }
 
+/* The tiny preset is what the main job (scripts/demo.sh) serves the shipped synthetic
+ * sample with: its context must hold every request of the sample (prompt + output),
+ * or the first report a user sees counts refusals as failures. */
+static void test_tiny_context_holds_sample(void) {
+    ms_trace_reader *r;
+    ms_error err = {0};
+    EXPECTF(ms_trace_open(MS_SOURCE_DIR "/bench/data/synthetic-sample.csv.gz", MS_TRACE_BAD_FAIL, &r, &err) == MS_OK,
+            "%s", err.msg);
+    if (err.status != MS_OK) return;
+    int64_t rows = 0, longest = 0;
+    for (;;) {
+        ms_trace_row row;
+        bool eof;
+        if (ms_trace_next(r, &row, &eof, &err) != MS_OK || eof) break;
+        rows++;
+        const int64_t need = (int64_t)row.context_tokens + row.generated_tokens;
+        if (need > longest) longest = need;
+    }
+    ms_trace_close(r);
+    EXPECTF(err.status == MS_OK, "%s", err.msg);
+    EXPECTF(rows > 1000, "%lld rows read", (long long)rows);
+    EXPECTF(longest <= g_tiny.text.max_position_embeddings, "the sample's longest request needs %lld tokens, the tiny "
+            "context is %d", (long long)longest, g_tiny.text.max_position_embeddings);
+}
+
 int main(void) {
     ms_error err = {0};
     if (ms_llava_preset("tiny", &g_tiny, &err) != MS_OK) return 1;
     test_tensor_list();
+    test_tiny_context_holds_sample();
     test_fill();
     test_files();
     test_dummy();

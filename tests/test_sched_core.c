@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "llm/model_init.h"
 #include "tests/sched_harness.h"
 #include "tests/test_util.h"
 
@@ -121,6 +122,44 @@ static void test_priority_aging(void) {
     EXPECTF(passed_late == 0, "%d later requests passed the large one", passed_late);
     EXPECT(r[5].fin.finish == MS_FINISH_LENGTH);
     for (int i = 0; i < N; i++) EXPECT(r[i].done);
+    expect_clean(&s);
+    sim_free(&s);
+    free(r);
+}
+
+/* The short/large class follows the model's tokens per image: with LLaVA-1.5-7b's
+ * config (576 tokens an image, 4096 positions) and the default short_prompt_tokens, a
+ * one-image prompt is short and passes a 4-image request queued half a second before
+ * it, while a 2-image prompt is large and waits its turn. (A fixed 512-token threshold
+ * made every LLaVA image request large: the short image class was empty.) */
+static void test_classes_follow_model(void) {
+    ms_llava_config cfg;
+    ms_error err = {0};
+    MS_CHECK(ms_llava_preset("llava-1.5-7b", &cfg, &err) == MS_OK);
+    enum { N = 4 };
+    sim_req *r = reqs_alloc(N);
+    r[0] = (sim_req){.at = 0, .n_text = 3000, .max_tokens = 2, .no_stop = true};   /* keeps prefill busy ~3 s */
+    r[1] = (sim_req){.at = 0.01, .n_text = 100, .n_images = 4, .max_tokens = 2, .no_stop = true}; /* large */
+    r[2] = (sim_req){.at = 0.5, .n_text = 40, .n_images = 1, .max_tokens = 2, .no_stop = true};   /* short */
+    r[3] = (sim_req){.at = 0.6, .n_text = 40, .n_images = 2, .max_tokens = 2, .no_stop = true};   /* large */
+    sim s;
+    ms_core_options o;
+    ms_core_options_default(&o);
+    o.max_model_len = cfg.text.max_position_embeddings;
+    o.max_num_batched_tokens = 256;
+    sim_init(&s, &o, r, N);
+    s.image_tokens = cfg.image_seq_length;
+    s.cost.prefill_per_token = 0.001;
+    s.cost.encode_per_image = 0.001;
+    core_make(&s, &o);
+    EXPECT(sim_run(&s, 1e6));
+    EXPECT(ms_core_large_prompt_tokens(&o, cfg.image_seq_length) == 576 + 512);
+    EXPECTF(r[2].fin.times.prefill_start < r[1].fin.times.prefill_start,
+            "one-image request (%d tokens) started prefill at %.3f s, after the 4-image one (%d tokens) at %.3f s",
+            r[2].n_prompt, r[2].fin.times.prefill_start, r[1].n_prompt, r[1].fin.times.prefill_start);
+    EXPECTF(r[1].fin.times.prefill_start < r[3].fin.times.prefill_start,
+            "2-image request (%d tokens) passed the 4-image one queued 0.6 s before it", r[3].n_prompt);
+    for (int i = 0; i < N; i++) EXPECT(r[i].fin.finish == MS_FINISH_LENGTH);
     expect_clean(&s);
     sim_free(&s);
     free(r);
@@ -380,6 +419,7 @@ int main(void) {
     test_text_never_waits();
     test_images_spread_and_gathered();
     test_priority_aging();
+    test_classes_follow_model();
     test_token_budget();
     test_preemption(MS_MODE_DISAGG);
     test_preemption(MS_MODE_MONOLITHIC);

@@ -120,6 +120,55 @@ static void test_timelines(void) {
     free(set.reqs);
 }
 
+/* The context simulate runs with follows the profile (as serve's follows the model):
+ * a 6,000-token prompt fits a profile that records 8192 positions, is refused with
+ * one that records 4096, and --max-model-len overrides both; a profile without the
+ * field (older files) gives 4096. */
+static void test_context_from_profile(void) {
+    static const char k_curves[] = "\"preprocess\":{\"images\":[1],\"seconds\":[0.01]},"
+                                   "\"encode\":{\"images\":[1],\"seconds\":[0.1]},"
+                                   "\"prefill\":{\"tokens\":[1,10000],\"seconds\":[0.1,0.1]},"
+                                   "\"decode\":{\"batch\":[1],\"context\":[1],\"seconds\":[[0.01]]}}";
+    char j8k[600], j4k[600], jold[600];
+    snprintf(j8k, sizeof j8k, "{\"image_tokens\":64,\"max_model_len\":8192,%s", k_curves);
+    snprintf(j4k, sizeof j4k, "{\"image_tokens\":64,\"max_model_len\":4096,%s", k_curves);
+    snprintf(jold, sizeof jold, "{\"image_tokens\":64,%s", k_curves);
+    ms_cost_model m8k, m4k, mold, mean;
+    ms_error err = {0};
+    EXPECTF(ms_cost_model_parse(j8k, &m8k, &err) == MS_OK, "%s", err.msg);
+    EXPECTF(ms_cost_model_parse(j4k, &m4k, &err) == MS_OK, "%s", err.msg);
+    EXPECTF(ms_cost_model_parse(jold, &mold, &err) == MS_OK, "%s", err.msg);
+    EXPECT(m8k.max_model_len == 8192 && mold.max_model_len == 0);
+    const ms_cost_model *both[2] = {&m8k, &m4k};
+    EXPECT(ms_cost_model_mean(both, 2, &mean, &err) == MS_OK && mean.max_model_len == 4096);
+    char bad[600];
+    snprintf(bad, sizeof bad, "{\"image_tokens\":64,\"max_model_len\":\"big\",%s", k_curves);
+    EXPECT(ms_cost_model_parse(bad, &mold, &err) == MS_ERR_INVALID);
+    EXPECTF(strstr(err.msg, "max_model_len"), "%s", err.msg);
+    MS_CHECK(ms_cost_model_parse(jold, &mold, &err) == MS_OK);
+
+    const ms_trace_req reqs[] = {{.send_s = 0, .context_tokens = 6000, .generated_tokens = 2}};
+    ms_trace_set set = make_set(reqs, 1);
+    ms_sim_options o = {.max_images = 100, .record_itl = -1};
+    ms_sim_core_options_default(&o.core); /* as `bench simulate` */
+    const struct {
+        const ms_cost_model *cost;
+        int32_t flag;
+        bool ok;
+    } k_cases[] = {{&m8k, 0, true}, {&m4k, 0, false}, {&mold, 0, false}, {&m4k, 8192, true}, {&m8k, 4096, false}};
+    for (size_t k = 0; k < sizeof k_cases / sizeof k_cases[0]; k++) {
+        o.cost = k_cases[k].cost;
+        o.core.max_model_len = k_cases[k].flag;
+        ms_bench_run run;
+        ms_sim_stats ss;
+        EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+        EXPECTF(run.reqs[0].m.ok == k_cases[k].ok, "case %zu: profile context %d, flag %d", k,
+                k_cases[k].cost->max_model_len, k_cases[k].flag);
+        ms_bench_run_free(&run);
+    }
+    free(set.reqs);
+}
+
 /* --shared-cores: batches running at once share the host's cores (processor sharing),
  * hand-computed on the flat costs. An image request and a text request (one output
  * token each) arrive together on 2 cores, workers wanting 2 threads, preprocess 1:
@@ -478,6 +527,7 @@ static void test_tune(void) {
 int main(void) {
     test_cost_model();
     test_timelines();
+    test_context_from_profile();
     test_shared_cores();
     test_frontend();
     test_cost_mean();

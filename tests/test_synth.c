@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench/metrics.h"
 #include "bench/stats.h"
 #include "bench/synth.h"
 #include "tests/test_util.h"
@@ -152,8 +153,57 @@ static void test_file_and_size(void) {
     EXPECT(ms_synth_create(&o, &s, &err) == MS_ERR_INVALID);
 }
 
+/* `bench stats`' quantiles (radix-sorted) equal those of a qsort-sorted copy, on data
+ * with ties, both signs, zeros of both signs, infinities, subnormals and huge values,
+ * at sizes on both sides of the sort's insertion cutoff. */
+static int cmp_d(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_quantiles_match_qsort(void) {
+    uint64_t state = 99;
+    for (int64_t n = 1; n <= 200000; n = n < 80 ? n + 9 : n * 4) {
+        double *v = malloc((size_t)n * sizeof *v), *w = malloc((size_t)n * sizeof *w);
+        for (int64_t i = 0; i < n; i++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            const double u = (double)(state >> 11) / 9007199254740992.0;
+            const int kind = (int)(state % 17);
+            v[i] = kind == 0 ? 0.0 : kind == 1 ? -0.0 : kind == 2 ? INFINITY : kind == 3 ? -INFINITY
+                 : kind == 4 ? 4.9e-324 * (double)(i % 7) : kind == 5 ? -1e300 * u
+                 : kind < 9 && i > 0 ? v[(int64_t)(u * (double)i)]          /* ties with earlier values */
+                 : kind < 12 ? floor(u * 50.0) - 10.0                       /* small integers, as counts */
+                 : (u - 0.4) * pow(10.0, (double)((int)(state % 30) - 10));
+        }
+        memcpy(w, v, (size_t)n * sizeof *v);
+        qsort(w, (size_t)n, sizeof *w, cmp_d);
+        ms_quantiles q;
+        ms_quantiles_compute(v, n, &q);
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++) sum += w[i];
+        const double want[] = {ms_percentile(w, n, 10), ms_percentile(w, n, 25), ms_percentile(w, n, 50),
+                               ms_percentile(w, n, 75), ms_percentile(w, n, 80), ms_percentile(w, n, 90),
+                               ms_percentile(w, n, 97), ms_percentile(w, n, 99), w[n - 1]};
+        const double got[] = {q.p10, q.p25, q.p50, q.p75, q.p80, q.p90, q.p97, q.p99, q.max};
+        for (int k = 0; k < 9; k++)
+            EXPECTF(got[k] == want[k] || (isnan(got[k]) && isnan(want[k])), "n %lld, quantile %d: %g vs %g",
+                    (long long)n, k, got[k], want[k]);
+        EXPECTF(q.n == n && (q.mean == sum / (double)n || (isnan(q.mean) && isnan(sum))), "n %lld: mean %g vs %g",
+                (long long)n, q.mean, sum / (double)n);
+        bool sorted = true;
+        for (int64_t i = 0; i < n; i++) sorted = sorted && (v[i] == w[i]);
+        EXPECTF(sorted, "n %lld: the values are left sorted as qsort sorts them", (long long)n);
+        free(v);
+        free(w);
+    }
+    ms_quantiles q;
+    ms_quantiles_compute(NULL, 0, &q);
+    EXPECT(q.n == 0 && q.p50 == 0 && q.max == 0 && q.mean == 0);
+}
+
 int main(void) {
     test_samplers();
+    test_quantiles_match_qsort();
     test_file_and_size();
     test_week();
     return ms_test_finish("test_synth");
