@@ -60,6 +60,16 @@ static void serve_usage(FILE *out) {
             "  --max-queued-requests N     active requests before 503 (default 1024)\n"
             "  --http-threads N            HTTP thread pool size (default 4)\n"
             "  --shutdown-timeout S        seconds in-flight requests get on SIGTERM (default 30)\n"
+            "  --allowed-origins LIST      comma-separated browser origins (scheme://host[:port], or *)\n"
+            "                              given CORS access; any other Origin is refused with 403,\n"
+            "                              and /admin/workers refuses every cross-origin request\n"
+            "  --allowed-hosts LIST        comma-separated Host names accepted besides IP literals\n"
+            "                              and localhost (DNS-rebinding check; default: checked when\n"
+            "                              bound to 127.x, else off unless this is given; * = any)\n"
+            "  --admin-max-workers N       most workers /admin/workers gives one pool (default from\n"
+            "                              the machine: preprocess 2 x cores, CPU pools 1 x cores,\n"
+            "                              GPU pools 8 x devices; at least 4, at most 256; the\n"
+            "                              engine's own limit of 1024 slots per pool still applies)\n"
             "%s"
             "\n"
             "Exit status: 0 after a clean shutdown, 1 on a startup error, 2 on a usage error.\n",
@@ -157,6 +167,16 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
             o->eng.max_queued_requests = (int32_t)x;
         else if (!strcmp(a, "--http-threads") && (ok = parse_int(a, v, 1, 256, &x))) o->srv.http_threads = (int)x;
         else if (!strcmp(a, "--shutdown-timeout") && (ok = parse_num(a, v, 0, 86400, &d))) o->shutdown_timeout = d;
+        /* Browser and admin hardening (docs/server.md). */
+        else if (!strcmp(a, "--allowed-origins")) {
+            char bad[128];
+            if (!(ok = ms_http_origin_list_ok(v, bad, sizeof bad)))
+                fprintf(stderr, "modserve serve: --allowed-origins entry '%s' is not an origin like "
+                                "http://localhost:3000 (scheme://host[:port], no path) or *\n", bad);
+            o->srv.allowed_origins = v;
+        } else if (!strcmp(a, "--allowed-hosts")) o->srv.allowed_hosts = v;
+        else if (!strcmp(a, "--admin-max-workers") && (ok = parse_int(a, v, 1, 1 << 16, &x)))
+            o->srv.admin_max_workers = (int32_t)x;
         else if (ok) {
             fprintf(stderr, "modserve serve: unknown option '%s' (see --help)\n", a);
             return 2;
@@ -168,6 +188,9 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         return 2;
     }
     if (!o->srv.model_name) o->srv.model_name = o->eng.model_dir;
+    o->srv.pool_devices[MS_STAGE_ENCODE] = o->eng.encode_devices;
+    o->srv.pool_devices[MS_STAGE_PREFILL] = o->eng.prefill_devices;
+    o->srv.pool_devices[MS_STAGE_DECODE] = o->eng.decode_devices;
     o->eng.max_images_per_request = o->srv.limits.max_images;
     o->eng.image_limits = (ms_image_limits){.max_width = o->srv.limits.max_image_width,
                                             .max_height = o->srv.limits.max_image_height,

@@ -304,6 +304,7 @@ static enum MHD_Result respond_unlock(ms_conn *c, ms_gen *g) {
     g->started = true;
     pthread_mutex_unlock(&g->mu);
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, g, NULL);
+    ms_http_add_cors_headers(c, r);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     c->status = 200;

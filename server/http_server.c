@@ -2,7 +2,8 @@
  * Daemon setup and routing. MHD runs an internal epoll thread pool
  * (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL) with suspend/resume allowed (and
  * ITC so a resume from an engine thread wakes the pool at once). The access handler
- * collects the body (refusing it past max_body_bytes), checks the API key and routes;
+ * checks the headers (http_checks.c), collects the body (refusing it past
+ * max_body_bytes), checks the API key and routes;
  * generation endpoints live in api_generate.c.
  */
 #include <arpa/inet.h>
@@ -37,6 +38,7 @@ enum MHD_Result ms_http_reply(ms_conn *c, int status, const char *content_type, 
     struct MHD_Response *r = MHD_create_response_from_buffer(n, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
                                                                                               : MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    ms_http_add_cors_headers(c, r);
     if (status == 503) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (status == 401) MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (atomic_load(&c->srv->draining)) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -106,6 +108,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *req_cls = c;
         atomic_fetch_add(&s->open_requests, 1);
         ms_api_error e;
+        /* Host, Origin and Content-Type (http_checks.c), before anything else. */
+        if (!ms_http_check_headers(c, method, &e)) return ms_http_reply_error(c, &e);
+        if (!strcmp(method, "OPTIONS") && c->endpoint != MS_EP_OTHER) return ms_http_preflight(c);
         if (!method_ok) {
             ms_api_fail(&e, 405, NULL, "method_not_allowed", "method not allowed for this endpoint");
             return ms_http_reply_error(c, &e);

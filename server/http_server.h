@@ -30,6 +30,11 @@ typedef struct ms_server_config {
     const char *allowed_media_path; /* realpath'd by cmd_serve, or NULL */
     const char *model_name;         /* id in /v1/models and responses */
     ms_server_limits limits;
+    /* Browser and admin hardening (http_checks.c, admin.c; docs/server.md). */
+    const char *allowed_origins;    /* comma-separated origins given CORS, "*": any; NULL: none */
+    const char *allowed_hosts;      /* comma-separated Host names accepted besides IP literals */
+    int32_t admin_max_workers;      /* /admin/workers cap per pool; 0: from the machine */
+    const char *pool_devices[MS_STAGE_COUNT]; /* --*-devices lists, for the GPU cap */
 } ms_server_config;
 
 typedef struct ms_http_server {
@@ -59,6 +64,7 @@ typedef struct ms_conn {
     bool body_too_big;
     ms_gen *gen;                    /* generation in progress (chat, completions) */
     int status;                     /* HTTP status sent, for the metrics */
+    const char *cors_origin;        /* a listed foreign Origin: CORS headers on the answer */
 } ms_conn;
 
 ms_status ms_http_server_start(ms_http_server *s, ms_error *err);
@@ -69,6 +75,17 @@ void ms_http_server_stop(ms_http_server *s);
 /* Queues a JSON (or other) body; takes ownership of body. Records the status. */
 enum MHD_Result ms_http_reply(ms_conn *c, int status, const char *content_type, char *body);
 enum MHD_Result ms_http_reply_error(ms_conn *c, const ms_api_error *e);
+
+/* Header checks before the body is read (http_checks.c): Host (421), Origin (403) and
+ * a JSON body's Content-Type (415). False with e filled; sets c->cors_origin. */
+bool ms_http_check_headers(ms_conn *c, const char *method, ms_api_error *e);
+/* The answer to OPTIONS (a CORS preflight when c->cors_origin is set). */
+enum MHD_Result ms_http_preflight(ms_conn *c);
+void ms_http_add_cors_headers(const ms_conn *c, struct MHD_Response *r);
+/* False when an --allowed-origins entry is not "*" or scheme://host[:port]; bad gets it. */
+bool ms_http_origin_list_ok(const char *list, char *bad, size_t bad_cap);
+/* The most workers /admin/workers gives a pool (admin.c; current: its size now). */
+int32_t ms_admin_worker_cap(const ms_http_server *s, ms_stage st, int32_t current);
 
 /* Endpoints (api_*.c, metrics.c, admin.c). */
 /* Chat and completions (http_gen.c): parse, build the prompt, submit, answer. */

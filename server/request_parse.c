@@ -2,7 +2,9 @@
  * Chat and completions bodies -> ms_api_request (see request_parse.h). Follows OpenAI's
  * field names and vLLM's extensions (ignore_eos, min_tokens, top_k, priority); unknown
  * fields are ignored as vLLM does, fields modserve cannot honour (n > 1, echo, several
- * prompts) are refused rather than silently dropped.
+ * prompts, tools, response_format, logprobs) are refused rather than silently dropped,
+ * unless they carry their "off" value ("tools": [], "echo": false, ...). The JSON
+ * itself is parsed strictly (request_parse_json.c).
  */
 #include <math.h>
 #include <stdio.h>
@@ -97,6 +99,64 @@ static bool parse_stop(const cJSON *o, const ms_server_limits *lim, ms_api_reque
     return true;
 }
 
+/* The "modserve" object: the documented home of the extensions. Unknown keys are
+ * refused (the namespace is modserve's own, so a typo should not pass silently). */
+static bool parse_extensions(const cJSON *o, ms_api_request *r, ms_api_error *err) {
+    const cJSON *ext = field(o, "modserve");
+    if (!ext) return true;
+    if (!cJSON_IsObject(ext))
+        return ms_api_fail(err, 400, "modserve", "invalid_type", "'modserve' must be an object");
+    const cJSON *f;
+    cJSON_ArrayForEach(f, ext) {
+        bool *dst = !strcmp(f->string, "return_token_ids")                                  ? &r->return_token_ids
+                  : !strcmp(f->string, "return_timings") || !strcmp(f->string, "timings") ? &r->return_timings
+                                                                                             : NULL;
+        char param[64];
+        snprintf(param, sizeof param, "modserve.%.40s", f->string);
+        if (!dst)
+            return ms_api_fail(err, 400, param, "unknown_field",
+                               "unknown field '%s' in 'modserve' (return_timings, return_token_ids)", param);
+        if (cJSON_IsNull(f)) continue;
+        if (!cJSON_IsBool(f)) return ms_api_fail(err, 400, param, "invalid_type", "'%s' must be a boolean", param);
+        *dst |= cJSON_IsTrue(f);
+    }
+    return true;
+}
+
+/* OpenAI fields modserve does not implement: refused with 400 naming the field, unless
+ * absent, null or their "off" value, which changes nothing. */
+static bool refuse_unimplemented(const cJSON *o, ms_api_error *err) {
+    static const struct { const char *name, *off; } k_fields[] = {
+        {"tools", "[] (no tool calling)"},
+        {"functions", "[] (no function calling)"},
+        {"tool_choice", "\"none\""},
+        {"function_call", "\"none\""},
+        {"response_format", "{\"type\": \"text\"} (no JSON mode or schemas)"},
+        {"echo", "false"},
+        {"logprobs", "false"},
+        {"top_logprobs", "0"},
+    };
+    for (size_t i = 0; i < sizeof k_fields / sizeof k_fields[0]; i++) {
+        const char *name = k_fields[i].name;
+        const cJSON *f = field(o, name);
+        if (!f) continue;
+        bool off;
+        if (!strcmp(name, "tools") || !strcmp(name, "functions")) off = cJSON_IsArray(f) && !f->child;
+        else if (!strcmp(name, "tool_choice") || !strcmp(name, "function_call"))
+            off = cJSON_IsString(f) && !strcmp(f->valuestring, "none");
+        else if (!strcmp(name, "response_format")) {
+            const cJSON *t = cJSON_IsObject(f) ? field(f, "type") : NULL;
+            off = cJSON_IsString(t) && !strcmp(t->valuestring, "text");
+        } else if (!strcmp(name, "top_logprobs")) off = cJSON_IsNumber(f) && f->valuedouble == 0;
+        else off = cJSON_IsFalse(f); /* echo; logprobs (a number on /v1/completions: even 0
+                                        asks for the sampled token's logprob) */
+        if (!off)
+            return ms_api_fail(err, 400, name, "unsupported", "'%s' is not supported by modserve (accepted only as %s)",
+                               name, k_fields[i].off);
+    }
+    return true;
+}
+
 static bool parse_common(const cJSON *o, const ms_parse_options *opt, ms_api_request *r, ms_api_error *err) {
     const cJSON *model = field(o, "model");
     if (model && !cJSON_IsString(model))
@@ -142,9 +202,7 @@ static bool parse_common(const cJSON *o, const ms_parse_options *opt, ms_api_req
     if (!get_bool(o, "timings", &t, err)) return false;
     r->return_timings |= t;
     if (!get_bool(o, "return_token_ids", &r->return_token_ids, err)) return false;
-    const cJSON *lp = field(o, "logprobs");
-    if (lp && !(cJSON_IsFalse(lp) || (cJSON_IsNumber(lp) && lp->valuedouble == 0)))
-        return ms_api_fail(err, 400, "logprobs", "unsupported", "'logprobs' is not supported");
+    if (!parse_extensions(o, r, err) || !refuse_unimplemented(o, err)) return false;
     return parse_stop(o, opt->limits, r, err);
 }
 
@@ -267,18 +325,14 @@ bool ms_api_parse(ms_api_kind kind, const char *body, size_t n, const ms_parse_o
     if (ms_json_depth(body, n, opt->limits->max_json_depth) > opt->limits->max_json_depth)
         return ms_api_fail(err, 422, NULL, "max_json_depth", "JSON nesting is over the max_json_depth limit of %d",
                            opt->limits->max_json_depth);
-    cJSON *o = cJSON_ParseWithLength(body, n);
-    if (!o) return ms_api_fail(err, 400, NULL, "invalid_json", "request body is not valid JSON");
+    cJSON *o = ms_json_parse_strict(body, n, err);
+    if (!o) return false;
     bool ok;
     if (!cJSON_IsObject(o)) ok = ms_api_fail(err, 400, NULL, "invalid_json", "request body must be a JSON object");
     else {
         ok = parse_common(o, opt, r, err);
         if (ok && kind == MS_API_CHAT) ok = parse_messages(o, opt, r, err);
-        if (ok && kind == MS_API_COMPLETIONS) {
-            const cJSON *echo = field(o, "echo");
-            if (cJSON_IsTrue(echo)) ok = ms_api_fail(err, 400, "echo", "unsupported", "'echo' is not supported");
-            else ok = parse_prompt(o, r, err);
-        }
+        if (ok && kind == MS_API_COMPLETIONS) ok = parse_prompt(o, r, err);
     }
     cJSON_Delete(o);
     if (!ok) ms_api_request_free(r);

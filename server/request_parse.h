@@ -74,6 +74,8 @@ typedef struct ms_api_request {
     bool include_usage;
     bool return_timings;            /* "return_timings" or "timings": true */
     bool return_token_ids;          /* extension: the generated ids in "modserve" */
+    /* Extensions are read from the "modserve" object ({"return_timings": true,
+     * "return_token_ids": true}, as docs/server.md documents) or the top level. */
 } ms_api_request;
 
 /* Parses body (n bytes, need not be NUL-terminated). On failure err is set and *out is
@@ -82,14 +84,26 @@ bool ms_api_parse(ms_api_kind kind, const char *body, size_t n, const ms_parse_o
                   ms_api_request *out, ms_api_error *err);
 void ms_api_request_free(ms_api_request *r);
 
+/* Parses a JSON body strictly (request_parse_json.c): invalid UTF-8, raw control
+ * characters in strings, \u0000 escapes, data after the value and duplicate keys are
+ * refused with a 400 naming them (vLLM's pydantic models refuse them too). NULL with err
+ * set on failure; the caller cJSON_Deletes the result. Check the depth first. */
+struct cJSON *ms_json_parse_strict(const char *body, size_t n, ms_api_error *err);
+
 /* Deepest nesting of objects/arrays in JSON text (strings skipped); stops counting once
  * over limit (returns limit + 1) so hostile input costs O(n). */
 int32_t ms_json_depth(const char *s, size_t n, int32_t limit);
 
-/* Strict base64 (RFC 4648, padding required, no whitespace) -> malloc'd bytes.
- * max_out: refuse (MS_ERR_LIMIT) before allocating when the result would be larger.
- * Returns 0 ok, 1 malformed, 2 over max_out. */
+/* Base64 (RFC 4648 alphabet, padding required) -> malloc'd bytes. ASCII whitespace
+ * (space, \t, \r, \n) anywhere in the data is skipped, as browsers' atob and Python's
+ * decoder do (`base64` wraps its output at 76 columns); any other byte outside the
+ * alphabet (URL-safe '-' and '_' included) is refused. max_out: refuse before
+ * allocating when the result would be larger. Returns 0 ok, 1 malformed, 2 over max_out. */
 int ms_base64_decode(const char *s, size_t n, size_t max_out, uint8_t **out, size_t *n_out);
+/* Offset of the first byte that makes s malformed base64 (outside the alphabet and not
+ * whitespace, or '=' before the end), or n when every byte is allowed (then only the
+ * length can be wrong). */
+size_t ms_base64_bad_byte(const char *s, size_t n);
 
 /* Image url -> bytes checked against the limits (type by magic bytes, dims by header). */
 bool ms_api_load_image_url(const char *url, const char *param, const ms_parse_options *o,

@@ -26,30 +26,52 @@ static int b64_value(unsigned char c) {
     return -1;
 }
 
+static bool b64_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* Characters that count (whitespace skipped) and how many '=' end them (up to 2). */
+static void b64_count(const char *s, size_t n, size_t *m, size_t *pad) {
+    *m = *pad = 0;
+    for (size_t i = 0; i < n; i++) *m += !b64_space((unsigned char)s[i]);
+    for (size_t i = n; i-- > 0 && *pad < 2;) {
+        if (b64_space((unsigned char)s[i])) continue;
+        if (s[i] != '=') break;
+        (*pad)++;
+    }
+}
+
+size_t ms_base64_bad_byte(const char *s, size_t n) {
+    size_t m, pad, k = 0;
+    b64_count(s, n, &m, &pad);
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char c = (unsigned char)s[i];
+        if (b64_space(c)) continue;
+        if (c == '=' ? k < m - pad : b64_value(c) < 0) return i; /* '=' only as the final padding */
+        k++;
+    }
+    return n;
+}
+
 int ms_base64_decode(const char *s, size_t n, size_t max_out, uint8_t **out, size_t *n_out) {
     *out = NULL;
     *n_out = 0;
-    if (n == 0 || n % 4) return 1;
-    size_t pad = 0;
-    if (s[n - 1] == '=') pad++;
-    if (s[n - 2] == '=') pad++;
-    const size_t len = n / 4 * 3 - pad;
+    size_t m, pad;
+    b64_count(s, n, &m, &pad);
+    if (m == 0 || m % 4 || ms_base64_bad_byte(s, n) < n) return 1;
+    const size_t len = m / 4 * 3 - pad;
     if (len > max_out) return 2;
     uint8_t *b = ms_xmalloc(len ? len : 1);
     size_t k = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4];
-        for (int j = 0; j < 4; j++) {
-            const bool pad_ok = i + 4 == n && ((j == 3 && pad >= 1) || (j == 2 && pad == 2));
-            v[j] = pad_ok ? 0 : b64_value((unsigned char)s[i + j]);
-            if (v[j] < 0) {
-                free(b);
-                return 1;
-            }
-        }
-        const uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+    uint32_t w = 0;
+    int got = 0;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char c = (unsigned char)s[i];
+        if (b64_space(c)) continue;
+        w = w << 6 | (uint32_t)(c == '=' ? 0 : b64_value(c)); /* every byte was checked above */
+        if (++got < 4) continue;
         const uint8_t trio[3] = {(uint8_t)(w >> 16), (uint8_t)(w >> 8), (uint8_t)w};
         for (int j = 0; j < 3 && k < len; j++) b[k++] = trio[j];
+        got = 0;
+        w = 0;
     }
     *out = b;
     *n_out = len;
@@ -106,6 +128,27 @@ static bool check_image(ms_api_image *img, const char *param, const ms_server_li
     return true;
 }
 
+/* Names what makes the data malformed: the byte and its offset, or the length. */
+static bool base64_error(const char *data, size_t n, const char *param, ms_api_error *err) {
+    const size_t at = ms_base64_bad_byte(data, n);
+    if (at == n)
+        return ms_api_fail(err, 400, param, "invalid_base64",
+                           "image data is not valid base64: its length without whitespace is not a multiple of 4 "
+                           "(missing '=' padding?)");
+    const unsigned char c = (unsigned char)data[at];
+    char what[16];
+    if (c > 0x20 && c < 0x7f) snprintf(what, sizeof what, "'%c'", c);
+    else snprintf(what, sizeof what, "byte 0x%02x", c);
+    if (c == '=')
+        return ms_api_fail(err, 400, param, "invalid_base64",
+                           "image data is not valid base64: '=' at offset %zu of the data, but padding may only end it",
+                           at);
+    return ms_api_fail(err, 400, param, "invalid_base64",
+                       "image data is not valid base64: %s at offset %zu of the data is not in the base64 alphabet "
+                       "(A-Z a-z 0-9 + / and = padding; whitespace is skipped; URL-safe '-' and '_' are not accepted)",
+                       what, at);
+}
+
 static bool load_data_url(const char *url, const char *param, const ms_parse_options *o, ms_api_image *img,
                           ms_api_error *err) {
     const char *comma = strchr(url, ',');
@@ -130,7 +173,7 @@ static bool load_data_url(const char *url, const char *param, const ms_parse_opt
     if (rc == 2)
         return ms_api_fail(err, 413, param, "max_image_bytes", "image is over the max_image_bytes limit of %zu bytes",
                            o->limits->max_image_bytes);
-    if (rc) return ms_api_fail(err, 400, param, "invalid_base64", "image data is not valid base64");
+    if (rc) return base64_error(data, n, param, err);
     return true;
 }
 

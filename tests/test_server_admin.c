@@ -103,14 +103,22 @@ static void test_auth_admin(void) {
 
 /* Resizing goes on past the engine's old limit of 1,024 worker slots per stage (retired
  * slots are reused): 1,100 resizes through the API all succeed and the server still
- * serves. (The put-back of admin.c, for an engine refusal after other pools were
- * resized, has no trigger left that a test can reach without a device error.) */
+ * serves. */
 static void test_admin_many_resizes(void) {
     int ok = 0;
     for (int i = 0; i < 1100; i++)
         ok += call("POST", "/admin/workers", i % 2 ? "{\"encode\":1}" : "{\"encode\":3}", "sekret", NULL) == 200;
     EXPECTF(ok == 1100, "%d of 1100 resizes accepted", ok);
     EXPECT(metric("modserve_stage_workers{stage=\"encode\"}") == 1);
+    EXPECT(call("POST", "/v1/completions", "{\"prompt\":[1,5,6],\"max_tokens\":2}", "sekret", NULL) == 200);
+}
+
+/* The engine's own refusal comes after other pools were resized: they are put back.
+ * The engine has 1024 worker slots per pool (retired ones are reused); the server runs
+ * with --admin-max-workers 2048 so a body over the slots gets past the server's cap to
+ * the engine, which refuses it before starting anything. */
+static void test_admin_put_back(void) {
+    expect_refused_unchanged("{\"preprocess\":3,\"encode\":1025}", "encode", "resize_refused");
     EXPECT(call("POST", "/v1/completions", "{\"prompt\":[1,5,6],\"max_tokens\":2}", "sekret", NULL) == 200);
 }
 
@@ -139,6 +147,7 @@ static void test_overload_disconnect(void) {
     snprintf(url, sizeof url, "%s/v1/completions", g_srv.base);
     const char *body = "{\"prompt\":[1,5,6,7],\"max_tokens\":4000,\"ignore_eos\":true,\"stream\":true,\"temperature\":0}";
     struct curl_slist *hd = curl_slist_append(NULL, "Authorization: Bearer sekret");
+    hd = curl_slist_append(hd, "Content-Type: application/json");
     stream_state ss = {0};
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
@@ -181,7 +190,7 @@ static void test_overload_disconnect(void) {
  * stream still ends cleanly (finish_reason "abort", [DONE]) and the server exits 0. */
 static void test_drain_timeout(void) {
     unlink("testdata/server_drain.txt");
-    EXPECT(ms_test_system("curl -sN -H 'Authorization: Bearer sekret' -d '{\"prompt\":[1,5,6],\"max_tokens\":4000,"
+    EXPECT(ms_test_system("curl -sN -H 'Authorization: Bearer sekret' -H 'Content-Type: application/json' -d '{\"prompt\":[1,5,6],\"max_tokens\":4000,"
                           "\"ignore_eos\":true,\"stream\":true,\"temperature\":0}' %s/v1/completions "
                           "> testdata/server_drain.txt 2>/dev/null &",
                           g_srv.base) == 0);
@@ -213,6 +222,8 @@ static void test_admin_monolithic(const char *model) {
     }
     expect_refused_unchanged("{\"preprocess\":3,\"encode\":2}", "encode", "pool_not_used");
     expect_refused_unchanged("{\"prefill\":2,\"decode\":3}", "prefill", "pool_not_used");
+    /* No --admin-max-workers here: the machine's cap (at least 4, at most 256) refuses. */
+    expect_refused_unchanged("{\"preprocess\":2,\"decode\":100000}", "decode", "max_workers");
     char *body = NULL;
     EXPECT(call("POST", "/admin/workers", "{\"preprocess\":3,\"decode\":2}", "sekret", &body) == 200);
     EXPECTF(strstr(body, "\"preprocess\":3") && strstr(body, "\"decode\":2"), "%s", body);
@@ -226,12 +237,13 @@ static void test_admin_monolithic(const char *model) {
 int main(void) {
     curl_global_init(CURL_GLOBAL_ALL);
     const char *model = ms_test_tiny_model(1, "f32");
-    if (!srv_start(&g_srv, model, "--api-key sekret --max-queued-requests 1 --shutdown-timeout 1")) {
+    if (!srv_start(&g_srv, model, "--api-key sekret --max-queued-requests 1 --shutdown-timeout 1 --admin-max-workers 2048")) {
         fprintf(stderr, "server did not start\n");
         return 1;
     }
     test_auth_admin();
     test_admin_many_resizes();
+    test_admin_put_back();
     test_overload_disconnect();
     test_drain_timeout();
     test_admin_monolithic(model);

@@ -75,6 +75,7 @@ static void test_admission(void) {
     stream_buf out[N_ACCEPTED] = {0};
     char url[128], bodies[N_ACCEPTED][256];
     snprintf(url, sizeof url, "%s/v1/completions", g_srv.base);
+    struct curl_slist *json_hdr = curl_slist_append(NULL, "Content-Type: application/json");
     for (int i = 0; i < N_ACCEPTED; i++) {
         snprintf(bodies[i], sizeof bodies[i],
                  "{\"prompt\":[1,5,%d],\"max_tokens\":%d,\"ignore_eos\":true,\"temperature\":0,\"stream\":true,"
@@ -83,6 +84,7 @@ static void test_admission(void) {
         h[i] = curl_easy_init();
         curl_easy_setopt(h[i], CURLOPT_URL, url);
         curl_easy_setopt(h[i], CURLOPT_POSTFIELDS, bodies[i]);
+        curl_easy_setopt(h[i], CURLOPT_HTTPHEADER, json_hdr); /* JSON endpoints refuse other types */
         curl_easy_setopt(h[i], CURLOPT_WRITEFUNCTION, on_data);
         curl_easy_setopt(h[i], CURLOPT_WRITEDATA, &out[i]);
         curl_easy_setopt(h[i], CURLOPT_TIMEOUT, 600L);
@@ -128,6 +130,7 @@ static void test_admission(void) {
         curl_easy_cleanup(h[i]);
     }
     curl_multi_cleanup(m);
+    curl_slist_free_all(json_hdr);
     EXPECT(metric("modserve_requests_active") == 0);
     http_resp r;
     const char *again = "{\"prompt\":[1,5,6],\"max_tokens\":2}";

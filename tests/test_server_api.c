@@ -398,11 +398,13 @@ static void test_concurrent(void) {
     char *bodies[N_CONC];
     char url[128];
     snprintf(url, sizeof url, "%s/v1/chat/completions", g_srv.base);
+    struct curl_slist *json_hdr = curl_slist_append(NULL, "Content-Type: application/json");
     for (int i = 0; i < N_CONC; i++) {
         bodies[i] = variant_body(i % N_VARIANTS, prompt[i % N_VARIANTS], true);
         h[i] = curl_easy_init();
         curl_easy_setopt(h[i], CURLOPT_URL, url);
         curl_easy_setopt(h[i], CURLOPT_POSTFIELDS, bodies[i]);
+        curl_easy_setopt(h[i], CURLOPT_HTTPHEADER, json_hdr); /* JSON endpoints refuse other types */
         curl_easy_setopt(h[i], CURLOPT_WRITEFUNCTION, on_stream);
         curl_easy_setopt(h[i], CURLOPT_WRITEDATA, &out[i]);
         curl_easy_setopt(h[i], CURLOPT_TIMEOUT, 600L);
@@ -430,6 +432,7 @@ static void test_concurrent(void) {
         curl_easy_cleanup(h[i]);
     }
     curl_multi_cleanup(m);
+    curl_slist_free_all(json_hdr);
     EXPECTF(equal == N_CONC, "%d of %d streams equal to the sequential answers", equal, N_CONC);
     for (int v = 0; v < N_VARIANTS; v++) free(ref[v]);
 }

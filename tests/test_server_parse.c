@@ -100,6 +100,31 @@ static void test_bad(void) {
         {MS_API_COMPLETIONS, "{\"prompt\":\"\"}", 400, "invalid_value"},
         {MS_API_COMPLETIONS, "{\"prompt\":\"x\",\"echo\":true}", 400, "unsupported"},
         {MS_API_COMPLETIONS, "{}", 400, "invalid_type"},
+        /* strict JSON (issue 15 item 7): what Python's json / pydantic refuse */
+        {MS_API_COMPLETIONS, "{\"prompt\":\"x\"} x", 400, "json_trailing_data"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"x\"}{}", 400, "json_trailing_data"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"x\"}\n\n]", 400, "json_trailing_data"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"a\\u0000b\"}", 400, "json_nul_escape"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000\"}]}", 400, "json_nul_escape"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"a\xff\"}", 400, "json_invalid_utf8"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"a\xc0\xaf\"}", 400, "json_invalid_utf8"},        /* overlong '/' */
+        {MS_API_COMPLETIONS, "{\"prompt\":\"a\xed\xa0\x80\"}", 400, "json_invalid_utf8"},    /* a surrogate */
+        {MS_API_COMPLETIONS, "{\"prompt\":\"a\xf4\x90\x80\x80\"}", 400, "json_invalid_utf8"}, /* > U+10FFFF */
+        {MS_API_COMPLETIONS, "{\"prompt\":\"a\xe2\x82\"}", 400, "json_invalid_utf8"},        /* cut short */
+        {MS_API_COMPLETIONS, "{\"prompt\":\"a\tb\"}", 400, "json_control_character"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"a\",\"prompt\":\"b\"}", 400, "json_duplicate_key"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"role\":\"user\",\"content\":\"x\"}]}", 400, "json_duplicate_key"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"x\",\"modserve\":{\"return_token_ids\":true,\"return_token_ids\":false}}", 400, "json_duplicate_key"},
+        /* fields modserve does not implement (issue 15 item 8) */
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}", 400, "unsupported"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"auto\"}", 400, "unsupported"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_object\"}}", 400, "unsupported"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"echo\":true}", 400, "unsupported"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":2}", 400, "unsupported"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"x\",\"logprobs\":1}", 400, "unsupported"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"x\",\"modserve\":{\"bogus\":true}}", 400, "unknown_field"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"x\",\"modserve\":5}", 400, "invalid_type"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"x\",\"modserve\":{\"return_token_ids\":1}}", 400, "invalid_type"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ms_api_request r;
@@ -151,6 +176,106 @@ static void test_limits(void) {
                        "\"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAATiAAAE4gCAIAAABsEtFu\"}}]}]}";
     EXPECT(!ms_api_parse(MS_API_CHAT, bomb, strlen(bomb), &g_opt, &r, &e) && e.http == 422 &&
            !strncmp(e.code, "max_image_", 10));
+}
+
+/* Each item-7/8 refusal names what it refused: the field (param) or the byte offset. */
+static void test_strict_messages(void) {
+    static const struct { ms_api_kind kind; const char *body, *param, *in_message; } cases[] = {
+        {MS_API_COMPLETIONS, "{\"prompt\":\"x\"} x", "", "offset 15"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"a\\u0000b\"}", "", "\\u0000"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"a\xff\"}", "", "offset 12"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"a\",\"prompt\":\"b\"}", "prompt", "'prompt'"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\"}]}", "tools", "'tools'"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\"}}", "response_format", "'response_format'"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"echo\":true}", "echo", "'echo'"},
+        {MS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":1}", "top_logprobs", "'top_logprobs'"},
+        {MS_API_COMPLETIONS, "{\"prompt\":\"x\",\"modserve\":{\"bogus\":true}}", "modserve.bogus", "bogus"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ms_api_request r;
+        ms_api_error e = {0};
+        const bool ok = ms_api_parse(cases[i].kind, cases[i].body, strlen(cases[i].body), &g_opt, &r, &e);
+        EXPECTF(!ok && !strcmp(e.param, cases[i].param) && strstr(e.message, cases[i].in_message),
+                "case %zu: ok %d param '%s' message '%s'", i, ok, e.param, e.message);
+        if (ok) ms_api_request_free(&r);
+    }
+    /* Accepted: trailing whitespace, an escaped backslash before u0000 (the text \u0000),
+     * valid multi-byte UTF-8, and the default-off values of the unsupported fields. */
+    static const char *const good[] = {
+        "{\"prompt\":\"x\"} \r\n\t",
+        "{\"prompt\":\"a\\\\u0000\"}",
+        "{\"prompt\":\"caf\xc3\xa9 \xf0\x9f\x98\x80 \\u00e9\\ud83d\\ude00\"}",
+        "{\"prompt\":\"x\",\"logprobs\":null,\"echo\":false,\"a\":{\"k\":1},\"b\":{\"k\":1}}",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        ms_api_request r;
+        ms_api_error e = {0};
+        EXPECTF(ms_api_parse(MS_API_COMPLETIONS, good[i], strlen(good[i]), &g_opt, &r, &e), "good %zu: %s", i,
+                e.message);
+        if (!e.http) ms_api_request_free(&r);
+    }
+    const char *chat_off = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[],\"tool_choice\":\"none\","
+                           "\"response_format\":{\"type\":\"text\"},\"echo\":false,\"logprobs\":false,\"top_logprobs\":0}";
+    ms_api_request r;
+    ms_api_error e = {0};
+    EXPECTF(ms_api_parse(MS_API_CHAT, chat_off, strlen(chat_off), &g_opt, &r, &e), "%s", e.message);
+    if (!e.http) ms_api_request_free(&r);
+    /* The documented "modserve" object works; the top-level fields still do. */
+    const char *ext = "{\"prompt\":\"x\",\"modserve\":{\"return_token_ids\":true,\"return_timings\":true}}";
+    e = (ms_api_error){0};
+    EXPECTF(ms_api_parse(MS_API_COMPLETIONS, ext, strlen(ext), &g_opt, &r, &e), "%s", e.message);
+    EXPECT(!e.http && r.return_token_ids && r.return_timings);
+    if (!e.http) ms_api_request_free(&r);
+    const char *top = "{\"prompt\":\"x\",\"return_token_ids\":true}";
+    e = (ms_api_error){0};
+    EXPECT(ms_api_parse(MS_API_COMPLETIONS, top, strlen(top), &g_opt, &r, &e) && r.return_token_ids);
+    if (!e.http) ms_api_request_free(&r);
+}
+
+/* Base64 as `base64` prints it (76-column lines) or with spaces is accepted; other
+ * alphabets are refused naming the character and its offset (issue 15 item 9). */
+static void test_base64_whitespace(void) {
+    uint8_t *b;
+    size_t n;
+    EXPECT(ms_base64_decode("aGVs\nbG8=", 9, 100, &b, &n) == 0 && n == 5 && !memcmp(b, "hello", 5));
+    free(b);
+    EXPECT(ms_base64_decode(" aGVs bG8=\r\n", 12, 100, &b, &n) == 0 && n == 5 && !memcmp(b, "hello", 5));
+    free(b);
+    EXPECT(ms_base64_decode("a\tGVsbG8=\n", 10, 100, &b, &n) == 0 && n == 5);
+    free(b);
+    EXPECT(ms_base64_decode(" \n", 2, 100, &b, &n) == 1);
+    EXPECT(ms_base64_decode("aGVsb-8=", 8, 100, &b, &n) == 1);
+    EXPECT(ms_base64_decode("aGVsbG8_", 8, 100, &b, &n) == 1);
+    EXPECT(ms_base64_decode("aG=sbG8=", 8, 100, &b, &n) == 1);
+    EXPECT(ms_base64_decode("aGVsbG8=\f", 9, 100, &b, &n) == 1);
+    /* A real PNG wrapped at 76 columns, through the parser. */
+    char *url = png_data_url(16, 16, 4);
+    const char *data = strchr(url, ',') + 1;
+    const size_t dn = strlen(data);
+    char *body = malloc(2 * dn + 512), *w = body;
+    w += sprintf(w, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\""
+                    "data:image/png;base64,");
+    for (size_t i = 0; i < dn; i++) {
+        if (i && i % 76 == 0) w += sprintf(w, "\\n");
+        *w++ = data[i];
+    }
+    w += sprintf(w, "\\n\"}}]}]}");
+    ms_api_request r;
+    ms_api_error e = {0};
+    EXPECTF(ms_api_parse(MS_API_CHAT, body, strlen(body), &g_opt, &r, &e), "wrapped base64: %s", e.message);
+    if (!e.http) {
+        EXPECT(r.n_images == 1 && r.images[0].width == 16);
+        ms_api_request_free(&r);
+    }
+    /* URL-safe base64: refused, naming '-' and where it is. */
+    char *p = strstr(body, "base64,") + 7 + 10;
+    *p = '-';
+    e = (ms_api_error){0};
+    EXPECTF(!ms_api_parse(MS_API_CHAT, body, strlen(body), &g_opt, &r, &e) && !strcmp(e.code, "invalid_base64") &&
+                strstr(e.message, "'-'") && strstr(e.message, "offset 10"),
+            "url-safe: %s", e.message);
+    free(body);
+    free(url);
 }
 
 static void test_base64_depth(void) {
@@ -217,6 +342,8 @@ int main(void) {
     test_bad();
     test_limits();
     test_base64_depth();
+    test_strict_messages();
+    test_base64_whitespace();
     test_mutations();
     return ms_test_finish("test_server_parse");
 }
