@@ -5,8 +5,9 @@
  * A body is applied whole or not at all. Every field is checked first: a known pool, an
  * integer count from 1 to the pool's cap (ms_admin_worker_cap: what the machine can run,
  * so a request cannot grow the server to a thousand threads), and a pool this engine
- * mode runs (monolithic mode has no encode or prefill pool). Only then are the pools resized, one by one; should the
- * engine still refuse one (its limit on worker slots over the server's life), the pools
+ * mode runs (monolithic mode has no encode or prefill pool). Only then are the pools
+ * resized, one by one; should the engine still refuse one (more live workers than its
+ * 1,024 slots per pool, or a device that cannot take another context), the pools
  * already resized are put back to their sizes from before the call. One mutex keeps
  * two admin calls from interleaving their resizes and put-backs.
  */
