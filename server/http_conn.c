@@ -68,6 +68,7 @@ void ms_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_contex
         s->conns = r;
         pthread_mutex_unlock(&s->conn_mu);
         *socket_context = r;
+        if (r->fd >= 0) ms_http_early_check(s, r->fd);
         return;
     }
     ms_conn_rec *r = *socket_context;

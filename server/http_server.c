@@ -226,6 +226,7 @@ ms_status ms_http_server_start(ms_http_server *s, ms_error *err) {
         return ms_errorf(err, MS_ERR_IO, "cannot listen on %s:%d (address in use or not available)", s->cfg.host,
                          s->cfg.port);
     }
+    ms_http_defer_accept(s);
     if (!ms_conn_watcher_start(s)) {
         ms_http_server_stop(s);
         return ms_errorf(err, MS_ERR_IO, "cannot start the connection watcher thread");

@@ -100,6 +100,11 @@ enum MHD_Result ms_conn_accept_policy(void *cls, const struct sockaddr *addr, so
 bool ms_conn_request_read(ms_conn *c);
 /* A response is done: the next request on this socket gets a fresh read deadline. */
 void ms_conn_request_done(ms_http_server *s, ms_conn_rec *rec);
+/* http_early.c: TCP_DEFER_ACCEPT on the listen socket, and the answer to an invalid
+ * Content-Length in a new connection's first bytes (libmicrohttpd 0.9.x would send its
+ * own response header block twice). */
+void ms_http_defer_accept(ms_http_server *s);
+void ms_http_early_check(ms_http_server *s, int fd);
 /* Attach (g) or detach (NULL) the generation the watcher checks for a client hangup. */
 void ms_conn_set_gen(ms_conn *c, ms_gen *g);
 /* The watcher saw the client's socket hang up (http_gen.c): end the generation. Called
