@@ -73,7 +73,7 @@ const char *ms_server_limits_help(void) {
            "  --max-stop-strings N   stop strings per request (default 16)\n"
            "  --max-stop-bytes N     bytes of one stop string (default 256)\n"
            "  --max-messages N       chat messages per request (default 1024)\n"
-           "  --max-connections N    open connections (default 1024)\n"
+           "  --max-connections N    open connections; more are refused at once (default 1024)\n"
            "  --connection-memory N  per-connection header memory (default 65536)\n"
            "  --idle-timeout S       idle connection timeout in seconds (default 60)\n"
            "  --request-read-timeout S  seconds for a whole request (headers and body) to\n"
