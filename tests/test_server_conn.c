@@ -153,8 +153,10 @@ static void test_disconnect_non_stream(const srv_proc *p) {
 }
 
 /* A stream that cannot get its first token: its prompt needs 255 of the 256 KV blocks
- * (prefilled in chunks of 64 tokens: a chunk in flight is not interrupted by a cancel)
- * while an older request holds at least 2 (and may not be preempted by a younger one). */
+ * while an older request holds at least 2 (a younger request may not preempt an older
+ * one). Its prompt shares no block with the older one's (a prefix cache cannot help it),
+ * and prefill runs in chunks of 64 tokens (a chunk in flight finishes before a cancel
+ * lands; a 2,048-token chunk takes seconds on a sanitizer build). */
 static void test_disconnect_before_first_token(const srv_proc *p) {
     engine_state s0 = state(p), got;
     char older[256];
@@ -167,7 +169,7 @@ static void test_disconnect_before_first_token(const srv_proc *p) {
     enum { BIG_PROMPT = 255 * 16 - 10 };
     char *big = malloc(BIG_PROMPT * 2 + 128);
     size_t n = (size_t)sprintf(big, "{\"prompt\":[1");
-    for (int i = 1; i < BIG_PROMPT; i++) n += (size_t)sprintf(big + n, ",5");
+    for (int i = 1; i < BIG_PROMPT; i++) n += (size_t)sprintf(big + n, ",7");
     sprintf(big + n, "],\"max_tokens\":4,\"stream\":true}");
     const int b = post_completion(p->port, big);
     free(big);
