@@ -67,6 +67,7 @@ void ms_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_contex
         if (s->conns) s->conns->prev = r;
         s->conns = r;
         pthread_mutex_unlock(&s->conn_mu);
+        atomic_fetch_add(&s->n_conns, 1);
         *socket_context = r;
         if (r->fd >= 0) ms_http_early_check(s, r->fd);
         return;
@@ -83,18 +84,14 @@ void ms_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_contex
     atomic_fetch_sub(&s->n_conns, 1);
 }
 
-/* Counts the connection here (not in the notification) so concurrent accepts on several
- * MHD threads cannot overshoot the limit; the CLOSED notification gives the slot back.
- * MHD's own checks after this one cannot fail for lack of room (its limit is higher). */
+/* Connections are counted by the notifications (MHD can still drop a connection after
+ * this policy accepts it, without notifying), so accepts racing on several MHD threads
+ * may overshoot the limit by at most --http-threads - 1: never a leaked slot. */
 enum MHD_Result ms_conn_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
     (void)addr;
     (void)addrlen;
-    ms_http_server *s = cls;
-    int n = atomic_load(&s->n_conns);
-    do {
-        if (n >= (int)s->cfg.limits.max_connections) return MHD_NO;
-    } while (!atomic_compare_exchange_weak(&s->n_conns, &n, n + 1));
-    return MHD_YES;
+    const ms_http_server *s = cls;
+    return atomic_load(&s->n_conns) < (int)s->cfg.limits.max_connections ? MHD_YES : MHD_NO;
 }
 
 bool ms_conn_request_read(ms_conn *c) {
