@@ -9,7 +9,11 @@
  * can never overtake the suspend it answers.
  *
  * Lifetime: refs = connection + engine (until on_done); whichever lets go last frees.
- * A connection that closes before the request is done cancels it in the engine.
+ * A connection that closes before the request is done cancels it in the engine. While
+ * the connection is suspended MHD does not watch its socket: the connection watcher
+ * (http_conn.c) does, and on a hangup marks the generation client_gone and resumes it;
+ * the resumed handler or content reader then fails the connection, MHD closes it, and
+ * the close cancels the request as above.
  */
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +27,7 @@ struct ms_gen {
     ms_http_server *srv;
     struct MHD_Connection *conn;
     bool conn_alive, suspended;
+    bool client_gone;            /* the watcher saw the client hang up */
     bool chat, stream, include_usage, timings, want_ids;
     uint64_t id;
     bool have_id, cancel_wanted;
@@ -68,6 +73,15 @@ static void gen_wake(ms_gen *g) {
         g->suspended = false;
         MHD_resume_connection(g->conn);
     }
+}
+
+void ms_gen_client_gone(ms_gen *g) {
+    pthread_mutex_lock(&g->mu);
+    if (g->conn_alive && !g->client_gone) {
+        g->client_gone = true;
+        gen_wake(g);
+    }
+    pthread_mutex_unlock(&g->mu);
 }
 
 static bool result_ok(const ms_gen *g) {
@@ -244,6 +258,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     ms_gen *g = cls;
     pthread_mutex_lock(&g->mu);
+    if (g->client_gone) { /* nobody to send to: MHD closes the connection */
+        pthread_mutex_unlock(&g->mu);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     if (g->out_pos < g->out.n) {
         size_t k = g->out.n - g->out_pos;
         if (k > max) k = max;
@@ -316,6 +334,10 @@ static enum MHD_Result respond_unlock(ms_conn *c, ms_gen *g) {
 /* Suspends until the first token (stream) or the end (non-stream). */
 static enum MHD_Result wait_or_respond(ms_conn *c, ms_gen *g) {
     pthread_mutex_lock(&g->mu);
+    if (g->client_gone) { /* MHD_NO: MHD closes the connection, which cancels the request */
+        pthread_mutex_unlock(&g->mu);
+        return MHD_NO;
+    }
     if (g->done || (g->stream && g->n_tokens > 0)) return respond_unlock(c, g);
     g->suspended = true;
     MHD_suspend_connection(c->conn);
@@ -335,6 +357,7 @@ enum MHD_Result ms_api_generation_resume(ms_conn *c) {
 void ms_api_generation_closed(ms_conn *c, bool completed_ok) {
     ms_gen *g = c->gen;
     c->gen = NULL;
+    ms_conn_set_gen(c, NULL); /* before the connection's reference goes (the watcher holds none) */
     pthread_mutex_lock(&g->mu);
     g->conn_alive = false;
     g->suspended = false;
@@ -458,5 +481,6 @@ enum MHD_Result ms_api_generate(ms_conn *c) {
     const bool cancel = g->cancel_wanted;
     pthread_mutex_unlock(&g->mu);
     if (cancel) ms_engine_cancel(s->engine, id);
+    ms_conn_set_gen(c, g);
     return wait_or_respond(c, g);
 }

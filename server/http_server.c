@@ -34,6 +34,7 @@ static int route(const char *method, const char *url, bool *method_ok) {
 }
 
 enum MHD_Result ms_http_reply(ms_conn *c, int status, const char *content_type, char *body) {
+    ms_conn_request_read(c); /* answered: no read deadline while the response goes out */
     const size_t n = body ? strlen(body) : 0;
     struct MHD_Response *r = MHD_create_response_from_buffer(n, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
                                                                                               : MHD_RESPMEM_PERSISTENT);
@@ -63,6 +64,34 @@ static bool api_key_ok(ms_conn *c) {
     unsigned diff = (unsigned)(n != m);
     for (size_t i = 0; i < n; i++) diff |= (unsigned char)key[i] ^ (unsigned char)(i < m ? h[i] : 0);
     return diff == 0;
+}
+
+/* Message framing headers, counted: two Content-Length headers (even equal ones), or
+ * Content-Length beside Transfer-Encoding, let a proxy in front and this server split
+ * the byte stream differently (request smuggling), so both are refused. */
+typedef struct framing {
+    int n_content_length, n_transfer_encoding;
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    (void)value;
+    framing *f = cls;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) f->n_content_length++;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) f->n_transfer_encoding++;
+    return MHD_YES;
+}
+
+static bool framing_ok(struct MHD_Connection *conn, ms_api_error *e) {
+    framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+    if (f.n_content_length > 1)
+        return ms_api_fail(e, 400, "Content-Length", "invalid_content_length",
+                           "the request has %d Content-Length headers; send exactly one", f.n_content_length);
+    if (f.n_content_length && f.n_transfer_encoding)
+        return ms_api_fail(e, 400, "Content-Length", "invalid_content_length",
+                           "the request has both Content-Length and Transfer-Encoding headers; send one");
+    return true;
 }
 
 static enum MHD_Result dispatch(ms_conn *c) {
@@ -105,9 +134,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         c->conn = conn;
         bool method_ok;
         c->endpoint = route(method, url, &method_ok);
+        const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        c->rec = sc ? sc->socket_context : NULL;
         *req_cls = c;
         atomic_fetch_add(&s->open_requests, 1);
         ms_api_error e;
+        if (!framing_ok(conn, &e)) return ms_http_reply_error(c, &e);
         /* Host, Origin and Content-Type (http_checks.c), before anything else. */
         if (!ms_http_check_headers(c, method, &e)) return ms_http_reply_error(c, &e);
         if (!strcmp(method, "OPTIONS") && c->endpoint != MS_EP_OTHER) return ms_http_preflight(c);
@@ -135,6 +167,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *upload_size = 0;
         return MHD_YES;
     }
+    /* The whole request is in. */
+    if (!ms_conn_request_read(c)) return MHD_NO; /* too late: the watcher closed it */
     ms_api_error e;
     if (c->body_too_big) {
         ms_api_fail(&e, 413, NULL, "max_body_bytes", "request body is over the max_body_bytes limit of %zu bytes",
@@ -161,6 +195,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
     if (c->gen) ms_api_generation_closed(c, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (c->status) ms_metrics_count_request(&s->metrics, c->endpoint, c->status);
+    ms_conn_request_done(s, c->rec);
     ms_sbuf_free(&c->body);
     free(c);
     atomic_fetch_sub(&s->open_requests, 1);
@@ -179,14 +214,28 @@ ms_status ms_http_server_start(ms_http_server *s, ms_error *err) {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
     if (getenv("MODSERVE_HTTP_DEBUG")) flags |= MHD_USE_ERROR_LOG; /* libmicrohttpd's own messages on stderr */
     const int threads = s->cfg.http_threads > 0 ? s->cfg.http_threads : 4;
+    /* max_connections is enforced by ms_conn_accept_policy, which refuses at once. MHD's
+     * own limit (split evenly over its threads) stays above it: at that limit MHD stops
+     * accepting and clients would wait in the listen backlog instead. */
+    const unsigned mhd_limit = 2 * s->cfg.limits.max_connections + 2 * (unsigned)threads;
+    ms_conn_registry_init(s);
     s->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_LIMIT, s->cfg.limits.max_connections,
+        flags, 0, ms_conn_accept_policy, s, on_access, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->cfg.limits.max_connections_per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->cfg.limits.connection_memory, MHD_OPTION_CONNECTION_TIMEOUT,
-        s->cfg.limits.idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
-    if (!s->daemon)
+        s->cfg.limits.idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+        ms_conn_notify, s, MHD_OPTION_END);
+    if (!s->daemon) {
+        ms_conn_registry_destroy(s);
         return ms_errorf(err, MS_ERR_IO, "cannot listen on %s:%d (address in use or not available)", s->cfg.host,
                          s->cfg.port);
+    }
+    ms_http_defer_accept(s);
+    if (!ms_conn_watcher_start(s)) {
+        ms_http_server_stop(s);
+        return ms_errorf(err, MS_ERR_IO, "cannot start the connection watcher thread");
+    }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : (uint16_t)s->cfg.port;
     return MS_OK;
@@ -198,6 +247,9 @@ void ms_http_server_quiesce(ms_http_server *s) {
 }
 
 void ms_http_server_stop(ms_http_server *s) {
-    if (s->daemon) MHD_stop_daemon(s->daemon);
+    if (!s->daemon) return;
+    ms_conn_watcher_stop(s); /* first: it resumes connections of the daemon */
+    MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
+    ms_conn_registry_destroy(s);
 }

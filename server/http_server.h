@@ -37,6 +37,18 @@ typedef struct ms_server_config {
     const char *pool_devices[MS_STAGE_COUNT]; /* --*-devices lists, for the GPU cap */
 } ms_server_config;
 
+/* One accepted socket (MHD's socket context), from accept to close: when the request
+ * read deadline runs out, and which generation (if any) waits on it. */
+typedef struct ms_gen ms_gen;
+typedef struct ms_conn_rec {
+    struct ms_conn_rec *prev, *next;
+    int fd;
+    bool reading;                   /* waiting for or reading a request's headers and body */
+    bool timed_out;                 /* the watcher closed it: the read deadline passed */
+    double deadline;                /* ms_time_now() seconds */
+    ms_gen *gen;                    /* a generation suspended on this socket, or NULL */
+} ms_conn_rec;
+
 typedef struct ms_http_server {
     ms_server_config cfg;
     struct MHD_Daemon *daemon;
@@ -52,13 +64,21 @@ typedef struct ms_http_server {
     atomic_bool draining;
     atomic_int open_requests;       /* connection contexts alive */
     ms_server_metrics metrics;
+    /* Open sockets (http_conn.c) and the watcher thread that enforces the request read
+     * deadline and notices clients that leave while their generation is suspended. */
+    pthread_mutex_t conn_mu;
+    pthread_cond_t conn_cv;         /* wakes the watcher to stop */
+    ms_conn_rec *conns;
+    atomic_int n_conns;
+    bool watcher_running, watcher_stop;
+    pthread_t watcher;
 } ms_http_server;
 
 /* Per-request connection state (MHD's req_cls). */
-typedef struct ms_gen ms_gen;
 typedef struct ms_conn {
     ms_http_server *srv;
     struct MHD_Connection *conn;
+    ms_conn_rec *rec;               /* its socket's record (NULL only if MHD gave none) */
     int endpoint;                   /* MS_EP_* */
     ms_sbuf body;
     bool body_too_big;
@@ -71,6 +91,31 @@ ms_status ms_http_server_start(ms_http_server *s, ms_error *err);
 /* Stops accepting new connections (existing ones keep going). */
 void ms_http_server_quiesce(ms_http_server *s);
 void ms_http_server_stop(ms_http_server *s);
+
+/* Socket registry and watcher (http_conn.c). The MHD options that feed it are added by
+ * ms_http_server_start: */
+void ms_conn_registry_init(ms_http_server *s);
+void ms_conn_registry_destroy(ms_http_server *s);
+bool ms_conn_watcher_start(ms_http_server *s);
+void ms_conn_watcher_stop(ms_http_server *s);
+void ms_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                    enum MHD_ConnectionNotificationCode code);
+enum MHD_Result ms_conn_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+/* The whole request has arrived: stops its read deadline. False when the watcher already
+ * timed the socket out (the caller then drops the connection). */
+bool ms_conn_request_read(ms_conn *c);
+/* A response is done: the next request on this socket gets a fresh read deadline. */
+void ms_conn_request_done(ms_http_server *s, ms_conn_rec *rec);
+/* http_early.c: TCP_DEFER_ACCEPT on the listen socket, and the answer to an invalid
+ * Content-Length in a new connection's first bytes (libmicrohttpd 0.9.x would send its
+ * own response header block twice). */
+void ms_http_defer_accept(ms_http_server *s);
+void ms_http_early_check(ms_http_server *s, int fd);
+/* Attach (g) or detach (NULL) the generation the watcher checks for a client hangup. */
+void ms_conn_set_gen(ms_conn *c, ms_gen *g);
+/* The watcher saw the client's socket hang up (http_gen.c): end the generation. Called
+ * with conn_mu held. */
+void ms_gen_client_gone(ms_gen *g);
 
 /* Queues a JSON (or other) body; takes ownership of body. Records the status. */
 enum MHD_Result ms_http_reply(ms_conn *c, int status, const char *content_type, char *body);

@@ -20,6 +20,8 @@ void ms_server_limits_default(ms_server_limits *l) {
     l->max_connections = 1024;
     l->connection_memory = 64u << 10;
     l->idle_timeout_s = 60;
+    l->request_read_timeout_s = 30;
+    l->max_connections_per_ip = 0;
 }
 
 static bool parse_pos(const char *s, long long hi, long long *out) {
@@ -54,6 +56,8 @@ bool ms_server_limits_flag(ms_server_limits *l, const char *name, const char *va
     LIMIT_FLAG("--max-connections", max_connections, 1 << 20)
     LIMIT_FLAG("--connection-memory", connection_memory, 1ll << 30)
     LIMIT_FLAG("--idle-timeout", idle_timeout_s, 86400)
+    LIMIT_FLAG("--request-read-timeout", request_read_timeout_s, 86400)
+    LIMIT_FLAG("--max-connections-per-ip", max_connections_per_ip, 1 << 20)
 #undef LIMIT_FLAG
     return false;
 }
@@ -69,7 +73,12 @@ const char *ms_server_limits_help(void) {
            "  --max-stop-strings N   stop strings per request (default 16)\n"
            "  --max-stop-bytes N     bytes of one stop string (default 256)\n"
            "  --max-messages N       chat messages per request (default 1024)\n"
-           "  --max-connections N    open connections (default 1024)\n"
+           "  --max-connections N    open connections; more are refused at once (default 1024)\n"
            "  --connection-memory N  per-connection header memory (default 65536)\n"
-           "  --idle-timeout S       idle connection timeout in seconds (default 60)\n";
+           "  --idle-timeout S       idle connection timeout in seconds (default 60)\n"
+           "  --request-read-timeout S  seconds for a whole request (headers and body) to\n"
+           "                         arrive, from accept or the previous response; a\n"
+           "                         slower client is disconnected (default 30)\n"
+           "  --max-connections-per-ip N  open connections from one client address\n"
+           "                         (default: no limit; loopback and proxies share one)\n";
 }

@@ -25,6 +25,11 @@ typedef struct ms_server_limits {
     uint32_t max_connections;       /* MHD connection limit, default 1024 */
     size_t connection_memory;       /* MHD per-connection memory (headers), default 64 KiB */
     uint32_t idle_timeout_s;        /* idle connection timeout, default 60 s */
+    uint32_t request_read_timeout_s; /* a whole request (headers + body) must arrive within
+                                        this many seconds of accept or of the previous
+                                        response, default 30 s */
+    uint32_t max_connections_per_ip; /* open connections from one address, 0 = no limit
+                                        (the default: local use and proxies share one) */
 } ms_server_limits;
 
 void ms_server_limits_default(ms_server_limits *l);
