@@ -60,6 +60,12 @@ static void serve_usage(FILE *out) {
             "  --max-queued-requests N     active requests before 503 (default 1024)\n"
             "  --http-threads N            HTTP thread pool size (default 4)\n"
             "  --shutdown-timeout S        seconds in-flight requests get on SIGTERM (default 30)\n"
+            "  --image-cache-bytes N       resized images kept by their bytes (host; a hit skips\n"
+            "                              decode + resize); suffix K, M or G; 0 = off\n"
+            "                              (default 512M)\n"
+            "  --embedding-cache-bytes N   image embeddings kept by the image's bytes (on the\n"
+            "                              encoding device; a hit skips preprocess + encode);\n"
+            "                              0 = off (default 2G on CUDA, 256M on the CPU)\n"
             "%s"
             "\n"
             "Exit status: 0 after a clean shutdown, 1 on a startup error, 2 on a usage error.\n",
@@ -87,6 +93,24 @@ static bool parse_num(const char *flag, const char *v, double lo, double hi, dou
         return false;
     }
     *out = x;
+    return true;
+}
+
+/* "N", "NK", "NM", "NG" (binary units) -> bytes; the image cache flags. */
+static bool parse_bytes(const char *flag, const char *v, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    int shift = 0;
+    if (end != v && (*end == 'K' || *end == 'k')) shift = 10, end++;
+    else if (end != v && (*end == 'M' || *end == 'm')) shift = 20, end++;
+    else if (end != v && (*end == 'G' || *end == 'g')) shift = 30, end++;
+    if (errno || end == v || *end || x < 0 || x > ((long long)1 << 50) >> shift) {
+        fprintf(stderr, "modserve serve: %s '%s' is not a byte count (an integer >= 0, "
+                "optionally with K, M or G)\n", flag, v);
+        return false;
+    }
+    *out = (int64_t)x << shift;
     return true;
 }
 
@@ -157,6 +181,9 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
             o->eng.max_queued_requests = (int32_t)x;
         else if (!strcmp(a, "--http-threads") && (ok = parse_int(a, v, 1, 256, &x))) o->srv.http_threads = (int)x;
         else if (!strcmp(a, "--shutdown-timeout") && (ok = parse_num(a, v, 0, 86400, &d))) o->shutdown_timeout = d;
+        /* image caches (docs/server.md) */
+        else if (!strcmp(a, "--image-cache-bytes")) ok = parse_bytes(a, v, &o->eng.image_cache_bytes);
+        else if (!strcmp(a, "--embedding-cache-bytes")) ok = parse_bytes(a, v, &o->eng.embedding_cache_bytes);
         else if (ok) {
             fprintf(stderr, "modserve serve: unknown option '%s' (see --help)\n", a);
             return 2;
