@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <stb_image_write.h>
 
@@ -393,7 +394,24 @@ static void test_engine(void) {
     for (int k = 0; k < 64; k++) free(g_img[k].p);
 }
 
+/* `serve` refuses a bad byte count with a message naming the flag (exit 2, before
+ * loading anything). */
+static void test_serve_flags(void) {
+    mkdir("testdata", 0755);
+    EXPECT(ms_test_system("./modserve serve --model none --embedding-cache-bytes 12Q 2>testdata/cache-flag.txt") == 2);
+    char *msg = ms_test_read_file("testdata/cache-flag.txt", NULL);
+    EXPECTF(msg && strstr(msg, "--embedding-cache-bytes '12Q' is not a byte count"), "%s", msg ? msg : "(none)");
+    free(msg);
+    EXPECT(ms_test_system("./modserve serve --model none --image-cache-bytes -1 2>/dev/null") == 2);
+    char *help = NULL;
+    EXPECT(ms_test_system("./modserve serve --help > testdata/cache-help.txt") == 0);
+    help = ms_test_read_file("testdata/cache-help.txt", NULL);
+    EXPECT(help && strstr(help, "--image-cache-bytes") && strstr(help, "--embedding-cache-bytes"));
+    free(help);
+}
+
 int main(void) {
+    test_serve_flags();
     test_lru();
     test_budget();
     test_collision();
