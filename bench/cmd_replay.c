@@ -32,7 +32,14 @@ static void usage(FILE *out) {
             "  --no-calibrate          do not measure prompt overhead / tokens per word first\n"
             "  --request-timeout S     per-request timeout in seconds (default 600)\n"
             "  --progress / --no-progress  progress bar (default: when stderr is a terminal)\n"
-            "  --no-plots              skip gnuplot\n\n"
+            "  --no-plots              skip gnuplot\n"
+            "  --sessions N            multi-turn conversations instead of the open loop: the\n"
+            "                          first N*T selected rows become N sessions of T turns; each\n"
+            "                          turn re-sends the history (earlier turns' images and text,\n"
+            "                          placeholder answers); the report adds TTFT of turn 1 and of\n"
+            "                          turns 2+ (image/prefix cache benefit)\n"
+            "  --turns T               turns per session (default 3)\n"
+            "  --think-time S          seconds between an answer's end and the next turn (default 1)\n\n"
             "in-process engine instead of HTTP (checks the simulator without the HTTP layer):\n"
             "  --engine-model DIR      run the engine of DIR in this process (no --url)\n"
             "  --device cpu|cuda|auto  its device (default auto)\n"
@@ -94,6 +101,13 @@ int ms_bench_replay_main(int argc, char **argv) {
         else if (!strcmp(a, "--max-images")) ok = parse_int(v, 1, &o.max_images);
         else if (!strcmp(a, "--image-pool")) ok = parse_int(v, 1, &o.image_pool) && o.image_pool <= 1024;
         else if (!strcmp(a, "--request-timeout")) ok = (o.request_timeout_s = strtod(v, NULL)) > 0;
+        else if (!strcmp(a, "--sessions")) ok = parse_int(v, 1, &o.sessions);
+        else if (!strcmp(a, "--turns")) ok = parse_int(v, 1, &o.turns) && o.turns <= 1000;
+        else if (!strcmp(a, "--think-time")) {
+            char *end;
+            o.think_time_s = strtod(v, &end);
+            ok = end != v && !*end && o.think_time_s >= 0 && o.think_time_s <= 3600;
+        }
         else if (!strcmp(a, "--image-policy")) {
             if (!strcmp(v, "keep")) o.policy = MS_IMAGE_POLICY_KEEP;
             else if (!strcmp(v, "fit")) o.policy = MS_IMAGE_POLICY_FIT;
@@ -111,6 +125,10 @@ int ms_bench_replay_main(int argc, char **argv) {
     }
     if (!o.trace || !o.out_dir) {
         usage(stderr);
+        return 2;
+    }
+    if (o.sessions > 0 && engine_model) {
+        fprintf(stderr, "bench replay: --sessions runs over HTTP only (not with --engine-model)\n");
         return 2;
     }
     ms_trace_set set;

@@ -102,6 +102,10 @@ static void usage(FILE *out) {
             "                      worker has its own device (one GPU per worker)\n"
             "  --worker-threads N  threads an encode or LLM worker wants under --shared-cores\n"
             "                      (default N, as `serve --threads 0`); preprocess wants 1\n"
+            "  --embedding-cache-images N  model the server's embedding cache as an LRU of N of\n"
+            "                      the pool's images (ids as the replayer sends them): a hit\n"
+            "                      skips preprocess and encode (default 0: no cache; a server's\n"
+            "                      N is --embedding-cache-bytes / bytes of one image's embedding)\n"
             "  --no-plots\n\n%s\n%s",
             ms_sim_core_help, ms_trace_select_help);
 }
@@ -111,7 +115,8 @@ static void usage(FILE *out) {
 int ms_sim_input_flag(ms_sim_options *o, ms_profile_paths *profiles, int argc, char **argv, int *i, ms_error *err) {
     const char *a = argv[*i];
     static const char *const k_flags[] = {"--trace",        "--profile",      "--goodput",       "--max-images",
-                                          "--image-policy", "--shared-cores", "--worker-threads", "--image-pool"};
+                                          "--image-policy", "--shared-cores", "--worker-threads", "--image-pool",
+                                          "--embedding-cache-images"};
     size_t k = 0;
     for (; k < sizeof k_flags / sizeof k_flags[0]; k++)
         if (!strcmp(a, k_flags[k])) break;
@@ -133,6 +138,12 @@ int ms_sim_input_flag(ms_sim_options *o, ms_profile_paths *profiles, int argc, c
     else if (k == 2) ok = ms_slo_parse(v, &o->slo, err) == MS_OK;
     else if (k == 3) ok = (o->max_images = atoi(v)) > 0;
     else if (k == 7) ok = (o->image_pool = atoi(v)) > 0 && o->image_pool <= 1024;
+    else if (k == 8) {
+        char *end;
+        const long x = strtol(v, &end, 10);
+        ok = end != v && !*end && x >= 0 && x <= 1024;
+        if (ok) o->embedding_cache_images = (int32_t)x;
+    }
     else if (k == 5 || k == 6) {
         char *end;
         const long x = strtol(v, &end, 10);
@@ -226,6 +237,9 @@ int ms_bench_simulate_main(int argc, char **argv) {
            "arrival, %llu stalled; reading the trace took %.2f s\n",
            (long long)set.n, run.duration_s, ss.wall_s, (unsigned long long)ss.events, (unsigned long long)ss.batches,
            (unsigned long long)ss.rejected, (unsigned long long)ss.stalled, t_read);
+    if (o.embedding_cache_images > 0)
+        printf("embedding cache (%d images): %llu hits, %llu misses\n", o.embedding_cache_images,
+               (unsigned long long)ss.image_hits, (unsigned long long)ss.image_misses);
     if (ss.stalled) {
         const ms_core_stats *c = &ss.end;
         printf("STALLED: the core still held %d requests with no batch to run: queued preprocess %d, encode %d, "

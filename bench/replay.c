@@ -27,6 +27,8 @@ void ms_replay_options_default(ms_replay_options *o) {
     o->request_timeout_s = 600;
     o->progress = -1;
     o->plots = true;
+    o->turns = 3;
+    o->think_time_s = 1.0;
 }
 
 /* Per in-flight request state. */
@@ -114,6 +116,18 @@ ms_status ms_replay_run(const ms_replay_options *o, const ms_trace_set *set, ms_
         if (r->images_sent < r->trace.n_images) run->images_capped++;
         for (int s = 0; s < MS_RUN_STAGES; s++) r->stage_queued[s] = r->stage_start[s] = r->stage_end[s] = -1;
     }
+    if (o->sessions > 0 && (st = ms_sessions_layout(o, &plan, run, err)) != MS_OK) {
+        ms_image_pool_free(&pool);
+        ms_bench_run_free(run);
+        return st;
+    }
+    const bool sessions = o->sessions > 0;
+    /* When each request may go (seconds from the start): its trace time, or, for a
+     * session's later turn, unknown (INFINITY) until the turn before it has ended. */
+    double *due = ms_xmalloc((size_t)(run->n ? run->n : 1) * sizeof *due);
+    bool *sent = ms_xcalloc((size_t)(run->n ? run->n : 1), sizeof *sent);
+    for (int64_t i = 0; i < run->n; i++)
+        due[i] = sessions && run->reqs[i].turn > 1 ? INFINITY : run->reqs[i].trace.send_s;
     const bool progress = o->progress > 0 || (o->progress < 0 && isatty(STDERR_FILENO));
     CURLM *multi = curl_multi_init();
     MS_CHECK(multi);
@@ -127,19 +141,26 @@ ms_status ms_replay_run(const ms_replay_options *o, const ms_trace_set *set, ms_
     }
     char url[1024];
     snprintf(url, sizeof url, "%s/v1/chat/completions", o->url);
-    int64_t next = 0, inflight = 0, done = 0, errors = 0;
+    int64_t next = 0, n_sent = 0, inflight = 0, done = 0, errors = 0;
     const double t_start = ms_time_now();
     double last_progress = 0, last_end = t_start;
-    while (done < set->n) {
+    const int64_t n = run->n;
+    while (done < n) {
         double now = ms_time_now();
-        /* Send every request whose time has come. */
-        while (next < set->n && run->reqs[next].trace.send_s <= now - t_start &&
-               (o->max_concurrency <= 0 || inflight < o->max_concurrency)) {
-            ms_run_request *r = &run->reqs[next];
+        /* Send every request whose time has come: in order for the open loop (due times
+         * ascend), any due one for sessions (later turns become due as answers end). */
+        for (int64_t i = next; i < n && (o->max_concurrency <= 0 || inflight < o->max_concurrency); i++) {
+            if (sent[i]) continue;
+            if (due[i] > now - t_start) {
+                if (sessions) continue;
+                break;
+            }
+            ms_run_request *r = &run->reqs[i];
             flight *f = ms_xcalloc(1, sizeof *f);
             f->s.r = r;
-            f->body = ms_replay_body(model, &pool, next, r->images_sent, r->text_words,
-                                     r->trace.generated_tokens > 0 ? r->trace.generated_tokens : 1, true);
+            f->body = sessions ? ms_replay_session_body(model, &pool, run, i)
+                               : ms_replay_body(model, &pool, i, r->images_sent, r->text_words,
+                                                r->trace.generated_tokens > 0 ? r->trace.generated_tokens : 1, true);
             f->easy = curl_easy_init();
             MS_CHECK(f->easy);
             curl_easy_setopt(f->easy, CURLOPT_URL, url);
@@ -154,9 +175,11 @@ ms_status ms_replay_run(const ms_replay_options *o, const ms_trace_set *set, ms_
             f->s.t0 = ms_time_now();
             r->m.send_s = f->s.t0 - t_start;
             curl_multi_add_handle(multi, f->easy);
-            next++;
+            sent[i] = true;
             inflight++;
+            n_sent++;
         }
+        while (next < n && sent[next]) next++;
         int running = 0;
         curl_multi_perform(multi, &running);
         CURLMsg *msg;
@@ -167,6 +190,11 @@ ms_status ms_replay_run(const ms_replay_options *o, const ms_trace_set *set, ms_
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&f);
             const double t = ms_time_now();
             flight_finish(f, msg->data.result, t);
+            const int64_t idx = f->s.r - run->reqs;
+            if (sessions && f->s.r->turn < o->turns) { /* the session's next turn */
+                due[idx + 1] = t - t_start + o->think_time_s;
+                run->reqs[idx + 1].trace.send_s = due[idx + 1];
+            }
             last_end = t;
             errors += !f->s.r->m.ok;
             curl_multi_remove_handle(multi, f->easy);
@@ -178,21 +206,26 @@ ms_status ms_replay_run(const ms_replay_options *o, const ms_trace_set *set, ms_
             done++;
         }
         now = ms_time_now();
-        if (progress && (now - last_progress > 0.2 || done == set->n)) {
-            progress_print(next, set->n, inflight, done, errors, now - t_start);
+        if (progress && (now - last_progress > 0.2 || done == n)) {
+            progress_print(n_sent, n, inflight, done, errors, now - t_start);
             last_progress = now;
         }
-        if (done == set->n) break;
+        if (done == n) break;
         /* Sleep in curl until the next send time, at most 50 ms. */
         int wait_ms = 50;
-        if (next < set->n && (o->max_concurrency <= 0 || inflight < o->max_concurrency)) {
-            const double due = run->reqs[next].trace.send_s - (now - t_start);
-            wait_ms = due <= 0 ? 0 : (int)fmin(50.0, ceil(due * 1000.0));
+        if (next < n && (o->max_concurrency <= 0 || inflight < o->max_concurrency)) {
+            double first = due[next];
+            for (int64_t i = next + 1; sessions && i < n; i++)
+                if (!sent[i] && due[i] < first) first = due[i];
+            const double wait = first - (now - t_start);
+            wait_ms = wait <= 0 ? 0 : (int)fmin(50.0, ceil(wait * 1000.0));
         }
         curl_multi_poll(multi, NULL, 0, wait_ms, NULL);
     }
     if (progress) fputc('\n', stderr);
-    run->duration_s = set->n ? last_end - t_start - run->reqs[0].m.send_s : 0;
+    run->duration_s = n ? last_end - t_start - run->reqs[0].m.send_s : 0;
+    free(due);
+    free(sent);
     curl_slist_free_all(hdr);
     curl_multi_cleanup(multi);
     ms_image_pool_free(&pool);

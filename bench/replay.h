@@ -39,6 +39,13 @@ typedef struct ms_replay_options {
     double request_timeout_s;
     int progress;             /* -1 auto (stderr is a TTY), 0 off, 1 on */
     bool plots;
+    /* Multi-turn sessions (bench/replay_session.c): 0 = open loop, one request per
+     * trace row. Else `sessions` conversations of `turns` turns from the first
+     * sessions * turns selected rows; each turn re-sends the history (earlier turns'
+     * images and text, placeholder answers) and goes out think_time_s after the
+     * previous turn's answer ended. */
+    int32_t sessions, turns;
+    double think_time_s;
 } ms_replay_options;
 
 void ms_replay_options_default(ms_replay_options *o);
@@ -58,6 +65,10 @@ void ms_prompt_size(const ms_prompt_plan *plan, ms_image_policy policy, int32_t 
 /* The JSON body of one request (malloc'd). */
 char *ms_replay_body(const char *model, const ms_image_pool *pool, int64_t index, int32_t images, int32_t words,
                      int32_t max_tokens, bool stream);
+/* One user message of the replay (images picked by request index, filler words),
+ * and a body around a message array (takes messages). */
+struct cJSON *ms_replay_user_message(const ms_image_pool *pool, int64_t index, int32_t images, int32_t words);
+char *ms_replay_body_messages(const char *model, struct cJSON *messages, int32_t max_tokens, bool stream);
 /* Filler text of n words (malloc'd). */
 char *ms_filler_text(int32_t words);
 
@@ -65,6 +76,17 @@ char *ms_filler_text(int32_t words);
  * per word and (if not given) tokens per image with small non-streaming requests. */
 ms_status ms_replay_prepare(const ms_replay_options *o, const ms_image_pool *pool, char *model, size_t model_size,
                             ms_prompt_plan *plan, ms_error *err);
+
+/* Sessions (bench/replay_session.c). Lays out run->reqs (already sized one per trace
+ * row) as o->sessions conversations of o->turns turns: run->n becomes sessions * turns,
+ * turn t > 1 carries the history in its prompt sizes. MS_ERR_INVALID when the
+ * selection has too few rows. */
+ms_status ms_sessions_layout(const ms_replay_options *o, const ms_prompt_plan *plan, ms_bench_run *run,
+                             ms_error *err);
+/* The body of session request i: every turn of its session up to i. */
+char *ms_replay_session_body(const char *model, const ms_image_pool *pool, const ms_bench_run *run, int64_t i);
+/* TTFT statistics of first turns and of turns 2+ (n = 0 when there are none). */
+void ms_session_ttft(const ms_bench_run *run, ms_latency_stats *first, ms_latency_stats *later);
 
 /* Runs the replay and fills run (the caller frees it with ms_bench_run_free). */
 ms_status ms_replay_run(const ms_replay_options *o, const ms_trace_set *set, ms_bench_run *run, ms_error *err);

@@ -45,13 +45,8 @@ void ms_prompt_size(const ms_prompt_plan *plan, ms_image_policy policy, int32_t 
     *expected_prompt = (int32_t)lround(plan->overhead + (double)imgs * plan->image_tokens + w * plan->per_word);
 }
 
-char *ms_replay_body(const char *model, const ms_image_pool *pool, int64_t index, int32_t images, int32_t words,
-                     int32_t max_tokens, bool stream) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", model);
-    cJSON *msgs = cJSON_AddArrayToObject(o, "messages");
+cJSON *ms_replay_user_message(const ms_image_pool *pool, int64_t index, int32_t images, int32_t words) {
     cJSON *msg = cJSON_CreateObject();
-    cJSON_AddItemToArray(msgs, msg);
     cJSON_AddStringToObject(msg, "role", "user");
     cJSON *content = cJSON_AddArrayToObject(msg, "content");
     for (int32_t i = 0; i < images; i++) {
@@ -70,6 +65,13 @@ char *ms_replay_body(const char *model, const ms_image_pool *pool, int64_t index
         cJSON_AddItemToArray(content, part);
         free(text);
     }
+    return msg;
+}
+
+char *ms_replay_body_messages(const char *model, cJSON *messages, int32_t max_tokens, bool stream) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", model);
+    cJSON_AddItemToObject(o, "messages", messages);
     cJSON_AddNumberToObject(o, "max_tokens", max_tokens);
     cJSON_AddNumberToObject(o, "min_tokens", max_tokens);
     cJSON_AddTrueToObject(o, "ignore_eos");
@@ -83,6 +85,13 @@ char *ms_replay_body(const char *model, const ms_image_pool *pool, int64_t index
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
+}
+
+char *ms_replay_body(const char *model, const ms_image_pool *pool, int64_t index, int32_t images, int32_t words,
+                     int32_t max_tokens, bool stream) {
+    cJSON *msgs = cJSON_CreateArray();
+    cJSON_AddItemToArray(msgs, ms_replay_user_message(pool, index, images, words));
+    return ms_replay_body_messages(model, msgs, max_tokens, stream);
 }
 
 /* ---- small blocking requests for the preparation step ---- */

@@ -1,5 +1,6 @@
 /* The benchmark report: console tables, summary.json, requests.csv (see report.h). */
 #include "bench/report.h"
+#include "bench/replay.h" /* ms_session_ttft */
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -95,6 +96,15 @@ void ms_report_console(const ms_bench_run *run, FILE *out) {
     } else {
         fprintf(out, "\n(no per-stage timestamps from the server)\n");
     }
+    if (run->sessions > 0) { /* replay --sessions: what a cache can change is turns 2+ */
+        ms_latency_stats first, later;
+        ms_session_ttft(run, &first, &later);
+        fprintf(out, "\nsessions: %d x %d turns, think time %.1f s\n", run->sessions, run->turns, run->think_time_s);
+        fprintf(out, "  TTFT turn 1  (ms): p50 %9.1f  p99 %9.1f  (n=%lld)\n", 1e3 * first.p50, 1e3 * first.p99,
+                (long long)first.n);
+        fprintf(out, "  TTFT turns 2+ (ms): p50 %9.1f  p99 %9.1f  (n=%lld)\n", 1e3 * later.p50, 1e3 * later.p99,
+                (long long)later.n);
+    }
     int64_t rep, dev, ts, as;
     double mar;
     prompt_deviation(run, &rep, &dev, &mar, &ts, &as);
@@ -187,6 +197,16 @@ static char *summary_json(const ms_bench_run *run) {
     cJSON_AddNumberToObject(pr, "deviated_over_5pct", (double)dev);
     cJSON_AddNumberToObject(pr, "mean_abs_rel_deviation", mar);
     cJSON_AddNumberToObject(pr, "requests_with_fewer_images", (double)run->images_capped);
+    if (run->sessions > 0) {
+        ms_latency_stats first, later;
+        ms_session_ttft(run, &first, &later);
+        cJSON *se = cJSON_AddObjectToObject(o, "sessions");
+        cJSON_AddNumberToObject(se, "sessions", run->sessions);
+        cJSON_AddNumberToObject(se, "turns", run->turns);
+        cJSON_AddNumberToObject(se, "think_time_s", run->think_time_s);
+        cJSON_AddItemToObject(se, "ttft_turn1", lat_json(&first));
+        cJSON_AddItemToObject(se, "ttft_turns2plus", lat_json(&later));
+    }
     static const char *const k_names[3] = {"text", "image", "overall"};
     for (int c = 0; c < 3; c++) {
         ms_bench_metrics m;

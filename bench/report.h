@@ -35,6 +35,7 @@ typedef struct ms_run_request {
     char *error;              /* why it failed (malloc'd; NULL when ok) */
     bool has_stages;
     double stage_queued[MS_RUN_STAGES], stage_start[MS_RUN_STAGES], stage_end[MS_RUN_STAGES];
+    int32_t session, turn;    /* replay --sessions: conversation and turn (1-based); turn 0: none */
 } ms_run_request;
 
 typedef struct ms_bench_run {
@@ -53,6 +54,8 @@ typedef struct ms_bench_run {
     ms_run_request *reqs;
     int64_t n;
     double duration_s;        /* first send to last response */
+    int32_t sessions, turns;  /* replay --sessions (0: open loop) */
+    double think_time_s;
 } ms_bench_run;
 
 /* Frees the requests (their ITL buffers and error texts). */

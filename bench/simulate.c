@@ -55,6 +55,32 @@ typedef struct sim {
     int64_t n_heap, cap_heap;
 } sim;
 
+/* The embedding cache model: LRU over pool image ids. */
+typedef struct sim_image_cache {
+    int32_t cap, n, pool;
+    int64_t *stamp;            /* (pool) last use; -1: not cached */
+    int64_t clock;
+} sim_image_cache;
+
+static bool simc_lookup(sim_image_cache *c, int32_t id) {
+    if (c->cap <= 0 || c->stamp[id] < 0) return false;
+    c->stamp[id] = ++c->clock;
+    return true;
+}
+
+static void simc_insert(sim_image_cache *c, int32_t id) {
+    if (c->cap <= 0) return;
+    if (c->stamp[id] < 0 && c->n == c->cap) { /* evict the least recently used */
+        int32_t lru = -1;
+        for (int32_t k = 0; k < c->pool; k++)
+            if (c->stamp[k] >= 0 && (lru < 0 || c->stamp[k] < c->stamp[lru])) lru = k;
+        c->stamp[lru] = -1;
+        c->n--;
+    }
+    if (c->stamp[id] < 0) c->n++;
+    c->stamp[id] = ++c->clock;
+}
+
 typedef struct arrival_key {
     double t; /* send + front end, from the first send */
     int64_t index;
@@ -249,6 +275,14 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
         preprocess[i] = ms_cost_preprocess_request(o->cost, stats->per_image, i, run->reqs[i].images_sent);
         order[i] = (arrival_key){set->reqs[i].send_s + frontend[i], i};
     }
+    /* the embedding cache: which of each request's images missed (image k of request i
+     * is pool image ms_image_pool_pick(i, k, pool), as the replayer sends it) */
+    sim_image_cache icache = {.cap = o->embedding_cache_images, .pool = o->image_pool > 0 ? o->image_pool : 16};
+    icache.stamp = ms_xmalloc((size_t)icache.pool * sizeof *icache.stamp);
+    for (int32_t k = 0; k < icache.pool; k++) icache.stamp[k] = -1;
+    int64_t *miss_off = ms_xcalloc((size_t)(set->n + 1), sizeof *miss_off);
+    for (int64_t i = 0; i < set->n; i++) miss_off[i + 1] = miss_off[i] + run->reqs[i].images_sent;
+    int32_t *miss_img = ms_xcalloc((size_t)(miss_off[set->n] + 1), sizeof *miss_img);
     if (o->cost->frontend.n > 0 || (stats->per_image && o->cost->images.has_frontend)) qsort(order, (size_t)set->n, sizeof *order, arrival_cmp);
     bool *busy[MS_STAGE_COUNT];
     int32_t slots[MS_STAGE_COUNT];
@@ -289,14 +323,35 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
                     r->m.e2e_s = s.now;
                     r->chunks++;
                 }
+            if (b->stage == MS_STAGE_ENCODE) /* encoded images enter the cache */
+                for (int32_t i = 0; i < b->n_items; i++) {
+                    const int64_t ri = (ms_run_request *)b->items[i].user - run->reqs;
+                    const int32_t k = miss_img[miss_off[ri] + b->items[i].image];
+                    simc_insert(&icache, ms_image_pool_pick(ri, k, icache.pool));
+                }
             ms_core_batch_done(core, b, NULL);
             busy[e.stage][e.worker] = false;
             stats->batches++;
         } else {
             s.now = t_arr;
-            ms_run_request *r = &run->reqs[order[next++].index];
+            const int64_t ri = order[next++].index;
+            ms_run_request *r = &run->reqs[ri];
+            int32_t misses = 0;
+            double pre = 0;
+            for (int32_t k = 0; k < r->images_sent; k++) {
+                const int32_t id = ms_image_pool_pick(ri, k, icache.pool);
+                if (simc_lookup(&icache, id)) {
+                    stats->image_hits++;
+                    continue;
+                }
+                stats->image_misses++;
+                miss_img[miss_off[ri] + misses++] = k;
+                if (stats->per_image) pre += o->cost->images.preprocess[ms_image_pool_pick(ri, k, o->cost->images.n)];
+            }
+            if (misses < r->images_sent) /* hits skip preprocess: charge the misses only */
+                preprocess[ri] = stats->per_image ? pre : ms_cost_preprocess(o->cost, misses);
             const ms_core_req_desc d = {.n_prompt = r->expected_prompt > 0 ? r->expected_prompt : 1,
-                                        .n_images = r->images_sent,
+                                        .n_images = misses,
                                         .image_tokens = o->cost->image_tokens,
                                         .max_tokens = r->trace.generated_tokens > 0 ? r->trace.generated_tokens : 1,
                                         .user = r};
@@ -351,6 +406,9 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
     free(frontend);
     free(preprocess);
     free(order);
+    free(icache.stamp);
+    free(miss_off);
+    free(miss_img);
     for (int k = 0; k < MS_STAGE_COUNT; k++) {
         free(busy[k]);
         free(host.jobs[k]);

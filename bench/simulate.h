@@ -33,6 +33,12 @@ typedef struct ms_sim_options {
      * sharing). Encode and LLM workers want worker_threads each (0: shared_cores, as
      * `serve --threads 0`), preprocess one. 0 = off: each worker has its own device. */
     int32_t shared_cores, worker_threads;
+    /* The server's embedding cache (--embedding-cache-images): an LRU of this many pool
+     * images (the replayer's image ids: --image-pool, --seed). An image whose id is
+     * cached when its request arrives is a hit: no preprocess, no encode (the core gets
+     * only the misses, as the engine does); an image enters the cache when its encode
+     * batch ends. 0 = off (default). */
+    int32_t embedding_cache_images;
 } ms_sim_options;
 
 typedef struct ms_sim_stats {
@@ -40,6 +46,7 @@ typedef struct ms_sim_stats {
     uint64_t events, batches;
     uint64_t rejected;        /* refused at arrival (busy or over the limits) */
     uint64_t stalled;         /* never finished (should be 0) */
+    uint64_t image_hits, image_misses; /* embedding cache (--embedding-cache-images) */
     ms_core_stats end;        /* the core's statistics when the events ran out */
     double wall_s;            /* real time the simulation took */
 } ms_sim_stats;

@@ -29,6 +29,7 @@ void ms_engine_options_default(ms_engine_options *o) {
     ms_image_limits_default(&o->image_limits);
     o->priority_aging_s = 2.0;
     o->short_prompt_tokens = 512;
+    o->image_cache_bytes = o->embedding_cache_bytes = -1; /* defaults, see engine.h */
 }
 
 void ms_request_params_default(ms_request_params *p) {
@@ -185,6 +186,9 @@ static size_t scratch_limit_auto(ms_engine *e) {
         size_t free_b = 0, total_b = 0;
         dv->be->ops->mem_info(dv->be, &free_b, &total_b);
         size_t avail = free_b > 2 * reserve ? free_b - reserve : free_b / 2;
+        /* the embedding cache fills this memory over time */
+        size_t cache = (size_t)e->o.embedding_cache_bytes;
+        avail = avail > 2 * cache ? avail - cache : avail / 2;
         if (avail < limit) limit = avail;
     }
     return limit;
@@ -272,6 +276,7 @@ ms_status ms_engine_create(const ms_engine_options *o, ms_engine **out, ms_error
     if (st != MS_OK) goto fail;
     e->o.max_model_len = co.max_model_len;
     e->o.kv_blocks = co.kv_blocks;
+    eng_caches_create(e);
     e->scratch_limit = o->scratch_limit_bytes > 0 ? o->scratch_limit_bytes : scratch_limit_auto(e);
 
     pthread_mutex_lock(&e->mu);
@@ -373,16 +378,7 @@ static void *reaper_main(void *arg) {
 
 /* ---- requests ---- */
 void eng_req_free(ms_engine *e, eng_req *r) {
-    for (int32_t i = 0; i < r->n_images; i++) {
-        free(r->img_bytes[i]);
-        ms_image_free(&r->crops[i]);
-        if (r->embeds[i].data) ms_backend_tensor_free(e->dev[r->embed_dev[i]].be, &r->embeds[i]);
-    }
-    free(r->img_bytes);
-    free(r->img_len);
-    free(r->crops);
-    free(r->embeds);
-    free(r->embed_dev);
+    eng_req_images_free(e, r);
     free(r->tokens);
     free(r->stop_ids);
     free(r);
@@ -433,20 +429,8 @@ ms_status ms_engine_submit(ms_engine *e, const ms_request_desc *d, uint64_t *id,
     r->cap = n_exp + p->max_tokens;
     r->tokens = ms_xrealloc(expanded, (size_t)r->cap * sizeof *r->tokens);
     r->n_prompt = r->n_tokens = n_exp;
-    r->n_images = d->n_images;
     r->image_tokens = e->image_tokens;
-    if (d->n_images > 0) {
-        r->img_bytes = ms_xcalloc((size_t)d->n_images, sizeof *r->img_bytes);
-        r->img_len = ms_xcalloc((size_t)d->n_images, sizeof *r->img_len);
-        r->crops = ms_xcalloc((size_t)d->n_images, sizeof *r->crops);
-        r->embeds = ms_xcalloc((size_t)d->n_images, sizeof *r->embeds);
-        r->embed_dev = ms_xcalloc((size_t)d->n_images, sizeof *r->embed_dev);
-        for (int32_t i = 0; i < d->n_images; i++) {
-            r->img_bytes[i] = ms_xmalloc(d->images[i].n_bytes ? d->images[i].n_bytes : 1);
-            memcpy(r->img_bytes[i], d->images[i].bytes, d->images[i].n_bytes);
-            r->img_len[i] = d->images[i].n_bytes;
-        }
-    }
+    eng_req_images_init(e, r, d); /* embedding cache hits need no preprocess or encode */
     r->params = *p;
     if (p->n_stop_ids > 0) {
         r->stop_ids = ms_xmalloc((size_t)p->n_stop_ids * sizeof *r->stop_ids);
@@ -457,7 +441,7 @@ ms_status ms_engine_submit(ms_engine *e, const ms_request_desc *d, uint64_t *id,
     r->on_done = d->on_done;
     r->user = d->user;
 
-    ms_core_req_desc cd = {.n_prompt = n_exp, .n_images = d->n_images, .image_tokens = e->image_tokens,
+    ms_core_req_desc cd = {.n_prompt = n_exp, .n_images = r->n_encode, .image_tokens = e->image_tokens,
                            .max_tokens = p->max_tokens, .priority = p->priority, .user = r};
     pthread_mutex_lock(&e->mu);
     uint64_t seed = p->has_seed ? p->seed : splitmix(&e->seed_state);
@@ -566,6 +550,7 @@ void ms_engine_destroy(ms_engine *e) {
     }
     if (running) pthread_join(e->reaper, NULL);
     ms_core_destroy(e->core);
+    eng_caches_destroy(e); /* every request is freed: no reference is left */
     for (int d = 0; d < MS_CORE_MAX_DEVICES; d++) {
         eng_device *dv = &e->dev[d];
         if (!dv->used) continue;

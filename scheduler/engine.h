@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "encoder/image.h"
+#include "encoder/image_cache.h"
 #include "kernels/ms_common.h"
 #include "llm/config.h"
 #include "scheduler/core.h"
@@ -64,6 +65,13 @@ typedef struct ms_engine_options {
      * the memory free after the weights and KV caches, less 512 MiB (the least of the
      * devices). Workers' passes that each fit may still not fit together. */
     size_t scratch_limit_bytes;
+    /* Image caches (docs/encoder.md, "Image caches"), keyed by the encoded bytes; 0
+     * disables one, < 0 = its default. Pixels: resized + cropped images on the host
+     * (a hit skips decode and resize; default 512 MiB). Embeddings: vision-tower
+     * outputs on the device that computed them (a hit skips preprocess and encode;
+     * default 2 GiB on CUDA, 256 MiB on the CPU). */
+    int64_t image_cache_bytes;
+    int64_t embedding_cache_bytes;
 } ms_engine_options;
 
 void ms_engine_options_default(ms_engine_options *o);
@@ -159,6 +167,12 @@ typedef struct ms_engine_resources {
 void ms_engine_resources_get(ms_engine *e, ms_engine_resources *out);
 
 typedef ms_core_stats ms_engine_stats;
+
+/* The image caches' counters (hits and misses count images looked up). */
+typedef struct ms_engine_cache_stats {
+    ms_image_cache_stats pixels, embeddings;
+} ms_engine_cache_stats;
+void ms_engine_cache_stats_get(ms_engine *e, ms_engine_cache_stats *out);
 void ms_engine_stats_get(ms_engine *e, ms_engine_stats *out);
 
 const ms_llava_config *ms_engine_model_config(const ms_engine *e);

@@ -69,16 +69,22 @@ static void scratch_audit(eng_worker *w, size_t estimate, const char *what) {
     ms_log(MS_LOG_WARN, LOG, "%s pass used %zu scratch bytes, estimated %zu", what, used, estimate);
 }
 
+/* Decodes + resizes r's images that need encoding (the pixel cache first). */
 static void exec_preprocess(eng_worker *w, const ms_core_batch *b) {
     ms_engine *e = w->e;
     for (int32_t i = 0; i < b->n_items; i++) {
         eng_req *r = b->items[i].user;
-        for (int32_t k = 0; k < r->n_images; k++) {
+        for (int32_t j = 0; j < r->n_encode; j++) {
+            int32_t k = r->encode_idx[j];
             ms_error err = {0};
-            ms_image_u8 img = {0};
-            ms_status st = ms_image_decode(r->img_bytes[k], r->img_len[k], &e->o.image_limits, &img, &err);
-            if (st == MS_OK) st = ms_image_resize_crop(&img, &e->cfg.image, &r->crops[k], &err);
-            ms_image_free(&img);
+            ms_status st = MS_OK;
+            if (!eng_pixels_lookup(e, &r->img_key[k], &r->crops[k])) {
+                ms_image_u8 img = {0};
+                st = ms_image_decode(r->img_bytes[k], r->img_len[k], &e->o.image_limits, &img, &err);
+                if (st == MS_OK) st = ms_image_resize_crop(&img, &e->cfg.image, &r->crops[k], &err);
+                ms_image_free(&img);
+                if (st == MS_OK) eng_pixels_insert(e, &r->img_key[k], &r->crops[k]);
+            }
             free(r->img_bytes[k]);
             r->img_bytes[k] = NULL;
             if (st != MS_OK) {
@@ -98,7 +104,7 @@ static void encode_pass(eng_worker *w, const ms_core_batch *b, int32_t i0, int32
     ms_image_u8 *crops = ms_xmalloc((size_t)n * sizeof *crops);
     for (int32_t i = 0; i < n; i++) {
         eng_req *r = b->items[i0 + i].user;
-        crops[i] = r->crops[b->items[i0 + i].image];
+        crops[i] = r->crops[r->encode_idx[b->items[i0 + i].image]];
     }
     ms_error err = {0};
     ms_tensor pixels = ms_vision_pixels(w->ctx, dv->vision, crops, n); /* act[n,3,H,W] */
@@ -106,7 +112,7 @@ static void encode_pass(eng_worker *w, const ms_core_batch *b, int32_t i0, int32
     ms_status st = ms_vision_encode(w->ctx, dv->vision, &pixels, &emb, &err);
     for (int32_t i = 0; i < n; i++) {
         eng_req *r = b->items[i0 + i].user;
-        int32_t k = b->items[i0 + i].image;
+        int32_t k = r->encode_idx[b->items[i0 + i].image];
         if (st != MS_OK) {
             item_fail(w, i0 + i, r, st, "encoding images", err.msg);
             continue;
@@ -129,7 +135,10 @@ static void encode_pass(eng_worker *w, const ms_core_batch *b, int32_t i0, int32
     ms_ctx_reset(w->ctx);
     for (int32_t i = 0; i < n; i++) { /* the crop is not needed once encoded */
         eng_req *r = b->items[i0 + i].user;
-        if (w->results[i0 + i].status == MS_OK) ms_image_free(&r->crops[b->items[i0 + i].image]);
+        int32_t k = r->encode_idx[b->items[i0 + i].image];
+        if (w->results[i0 + i].status != MS_OK) continue;
+        ms_image_free(&r->crops[k]);
+        eng_embed_insert(e, r, k); /* after the sync: the rows are written */
     }
     free(crops);
 }

@@ -46,6 +46,12 @@ typedef struct eng_req {
     ms_image_u8 *crops;        /* (n_images) resized + cropped, freed once encoded */
     ms_tensor *embeds;         /* (n_images) [image_tokens, hidden] on embed_dev */
     int32_t *embed_dev;
+    ms_image_key *img_key;     /* (n_images) cache keys of the encoded bytes */
+    ms_image_cache_entry **embed_entry; /* (n_images) embedding cache entry embeds[k]
+                                  belongs to (a reference held), NULL: r owns it */
+    int32_t *encode_idx;       /* (n_encode) images to preprocess + encode (embedding
+                                  cache misses): the core's image j is image encode_idx[j] */
+    int32_t n_encode;
     ms_request_params params;
     int32_t *stop_ids;
     ms_sampler sampler;
@@ -84,6 +90,8 @@ struct ms_engine {
     ms_weights *weights;
     eng_device dev[MS_CORE_MAX_DEVICES];
     ms_core *core;
+    ms_image_cache *pixel_cache;     /* ms_image_u8 crops (host) */
+    ms_image_cache *embed_cache;     /* eng_cached_embed (on the encoding device) */
     pthread_mutex_t mu;
     pthread_cond_t work_cv;    /* workers: something changed in the core */
     pthread_cond_t done_cv;    /* reaper: a request finished; drain: one was delivered */
@@ -102,6 +110,25 @@ struct ms_engine {
     atomic_int scratch_underestimates; /* passes whose scratch use beat the estimate */
     atomic_int split_batches;  /* batches run in more than one pass */
 };
+
+/* A cached embedding: act[image_tokens, hidden] on device dev. */
+typedef struct eng_cached_embed {
+    ms_tensor t;
+    ms_backend *be;
+    int32_t dev;               /* the engine's device index of be */
+} eng_cached_embed;
+
+/* engine_images.c: the image caches (see there). */
+void eng_caches_create(ms_engine *e);
+void eng_caches_destroy(ms_engine *e);
+/* Keys r's images, takes embedding cache hits, copies the misses' bytes (n_encode). */
+void eng_req_images_init(ms_engine *e, eng_req *r, const ms_request_desc *d);
+void eng_req_images_free(ms_engine *e, eng_req *r);
+/* A cached crop for key copied into *out (true), or false. */
+bool eng_pixels_lookup(ms_engine *e, const ms_image_key *key, ms_image_u8 *out);
+void eng_pixels_insert(ms_engine *e, const ms_image_key *key, const ms_image_u8 *crop);
+/* Offers r's finished embedding k (synced) to the cache; on success r holds a reference. */
+void eng_embed_insert(ms_engine *e, eng_req *r, int32_t k);
 
 /* engine_exec.c: runs b on w's device; fills w->results; calls on_token. */
 void eng_exec_batch(eng_worker *w, const ms_core_batch *b);

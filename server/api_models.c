@@ -26,7 +26,9 @@ enum MHD_Result ms_api_metrics(ms_conn *c) {
     ms_http_server *s = c->srv;
     ms_engine_stats st;
     const bool ready = atomic_load(&s->ready);
+    ms_engine_cache_stats caches;
     if (ready) ms_engine_stats_get(s->engine, &st);
-    char *text = ms_metrics_render(&s->metrics, ready ? &st : NULL, ready);
+    if (ready) ms_engine_cache_stats_get(s->engine, &caches);
+    char *text = ms_metrics_render(&s->metrics, ready ? &st : NULL, ready ? &caches : NULL, ready);
     return ms_http_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", text);
 }

@@ -70,6 +70,12 @@ static void serve_usage(FILE *out) {
             "                              the machine: preprocess 2 x cores, CPU pools 1 x cores,\n"
             "                              GPU pools 8 x devices; at least 4, at most 256; the\n"
             "                              engine's own limit of 1024 slots per pool still applies)\n"
+            "  --image-cache-bytes N       resized images kept by their bytes (host; a hit skips\n"
+            "                              decode + resize); suffix K, M or G; 0 = off\n"
+            "                              (default 512M)\n"
+            "  --embedding-cache-bytes N   image embeddings kept by the image's bytes (on the\n"
+            "                              encoding device; a hit skips preprocess + encode);\n"
+            "                              0 = off (default 2G on CUDA, 256M on the CPU)\n"
             "%s"
             "\n"
             "Exit status: 0 after a clean shutdown, 1 on a startup error, 2 on a usage error.\n",
@@ -97,6 +103,24 @@ static bool parse_num(const char *flag, const char *v, double lo, double hi, dou
         return false;
     }
     *out = x;
+    return true;
+}
+
+/* "N", "NK", "NM", "NG" (binary units) -> bytes; the image cache flags. */
+static bool parse_bytes(const char *flag, const char *v, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    int shift = 0;
+    if (end != v && (*end == 'K' || *end == 'k')) shift = 10, end++;
+    else if (end != v && (*end == 'M' || *end == 'm')) shift = 20, end++;
+    else if (end != v && (*end == 'G' || *end == 'g')) shift = 30, end++;
+    if (errno || end == v || *end || x < 0 || x > ((long long)1 << 50) >> shift) {
+        fprintf(stderr, "modserve serve: %s '%s' is not a byte count (an integer >= 0, "
+                "optionally with K, M or G)\n", flag, v);
+        return false;
+    }
+    *out = (int64_t)x << shift;
     return true;
 }
 
@@ -177,6 +201,9 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         } else if (!strcmp(a, "--allowed-hosts")) o->srv.allowed_hosts = v;
         else if (!strcmp(a, "--admin-max-workers") && (ok = parse_int(a, v, 1, 1 << 16, &x)))
             o->srv.admin_max_workers = (int32_t)x;
+        /* image caches (docs/server.md) */
+        else if (!strcmp(a, "--image-cache-bytes")) ok = parse_bytes(a, v, &o->eng.image_cache_bytes);
+        else if (!strcmp(a, "--embedding-cache-bytes")) ok = parse_bytes(a, v, &o->eng.embedding_cache_bytes);
         else if (ok) {
             fprintf(stderr, "modserve serve: unknown option '%s' (see --help)\n", a);
             return 2;

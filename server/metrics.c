@@ -142,7 +142,35 @@ static void engine_lines(ms_sbuf *b, const ms_engine_stats *st) {
     ms_sbuf_addf(b, "modserve_preemptions_total %llu\n", (unsigned long long)st->preemptions);
 }
 
-char *ms_metrics_render(ms_server_metrics *m, const ms_engine_stats *st, bool ready) {
+/* The image caches: hits, misses, cached bytes and evictions, by cache. */
+static void cache_lines(ms_sbuf *b, const ms_engine_cache_stats *cs) {
+    const ms_image_cache_stats *c[2] = {&cs->pixels, &cs->embeddings};
+    const char *names[2] = {"pixels", "embeddings"};
+    static const char *const counters[][2] = {
+        {"modserve_image_cache_hits_total", "Images found in the cache (pixels: decode + resize skipped; embeddings: encode skipped)"},
+        {"modserve_image_cache_misses_total", "Images looked up and not found"},
+        {"modserve_image_cache_evictions_total", "Entries dropped to stay under the byte budget"},
+    };
+    for (int k = 0; k < 3; k++) {
+        head(b, counters[k][0], "counter", counters[k][1]);
+        for (int i = 0; i < 2; i++) {
+            const uint64_t v[3] = {c[i]->hits, c[i]->misses, c[i]->evictions};
+            ms_sbuf_addf(b, "%s{cache=\"%s\"} %llu\n", counters[k][0], names[i], (unsigned long long)v[k]);
+        }
+    }
+    head(b, "modserve_image_cache_bytes", "gauge", "Bytes held by the cache's entries");
+    for (int i = 0; i < 2; i++)
+        ms_sbuf_addf(b, "modserve_image_cache_bytes{cache=\"%s\"} %zu\n", names[i], c[i]->bytes);
+    head(b, "modserve_image_cache_capacity_bytes", "gauge", "The cache's byte budget (0: off)");
+    for (int i = 0; i < 2; i++)
+        ms_sbuf_addf(b, "modserve_image_cache_capacity_bytes{cache=\"%s\"} %zu\n", names[i], c[i]->budget);
+    head(b, "modserve_image_cache_entries", "gauge", "Images in the cache");
+    for (int i = 0; i < 2; i++)
+        ms_sbuf_addf(b, "modserve_image_cache_entries{cache=\"%s\"} %lld\n", names[i], (long long)c[i]->entries);
+}
+
+char *ms_metrics_render(ms_server_metrics *m, const ms_engine_stats *st, const ms_engine_cache_stats *caches,
+                        bool ready) {
     ms_sbuf b = {0};
     head(&b, "modserve_ready", "gauge", "1 once the model is loaded");
     ms_sbuf_addf(&b, "modserve_ready %d\n", ready ? 1 : 0);
@@ -183,5 +211,6 @@ char *ms_metrics_render(ms_server_metrics *m, const ms_engine_stats *st, bool re
     }
     pthread_mutex_unlock(&m->mu);
     if (st) engine_lines(&b, st);
+    if (caches) cache_lines(&b, caches);
     return b.p;
 }

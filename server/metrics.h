@@ -36,7 +36,8 @@ void ms_metrics_count_request(ms_server_metrics *m, int endpoint, int http_statu
 /* A finished generation: its latencies and token counts. */
 void ms_metrics_observe(ms_server_metrics *m, const ms_request_result *r);
 void ms_metrics_count_disconnect(ms_server_metrics *m);
-/* The exposition text (malloc'd); st NULL while the model loads. */
-char *ms_metrics_render(ms_server_metrics *m, const ms_engine_stats *st, bool ready);
+/* The exposition text (malloc'd); st and caches NULL while the model loads. */
+char *ms_metrics_render(ms_server_metrics *m, const ms_engine_stats *st, const ms_engine_cache_stats *caches,
+                        bool ready);
 
 #endif

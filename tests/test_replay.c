@@ -26,6 +26,7 @@
 
 /* ---- the fake server ---- */
 static atomic_int g_images_ok, g_images_bad, g_rule_violations, g_streams, g_probes;
+static atomic_int g_messages_hist[16]; /* requests by number of messages */
 
 typedef struct upload {
     char *p;
@@ -109,24 +110,40 @@ static enum MHD_Result reply(struct MHD_Connection *c, int status, const char *b
 static enum MHD_Result handle_chat(struct MHD_Connection *c, const char *body) {
     cJSON *j = cJSON_Parse(body);
     if (!j) return reply(c, 400, "{\"error\":{\"message\":\"bad json\"}}", false);
-    const cJSON *content = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "messages"), 0), "content");
-    int words = 0, images = 0;
-    const cJSON *part;
-    cJSON_ArrayForEach(part, content) {
-        const cJSON *type = cJSON_GetObjectItem(part, "type");
-        if (!strcmp(type->valuestring, "text")) {
-            const char *t = cJSON_GetObjectItem(part, "text")->valuestring;
-            for (const char *p = t; *p;) {
+    /* every message counts (sessions re-send the history; an assistant's content is a string) */
+    int words = 0, images = 0, n_msgs = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(j, "messages")) {
+        const cJSON *content = cJSON_GetObjectItem(m, "content");
+        const bool user = !strcmp(cJSON_GetObjectItem(m, "role")->valuestring, "user");
+        if (user != (n_msgs % 2 == 0)) g_rule_violations++; /* user, assistant, user, ... */
+        n_msgs++;
+        if (cJSON_IsString(content)) {
+            for (const char *p = content->valuestring; *p;) {
                 while (*p == ' ') p++;
                 if (*p) words++;
                 while (*p && *p != ' ') p++;
             }
-        } else {
-            images++;
-            if (image_ok(cJSON_GetObjectItem(cJSON_GetObjectItem(part, "image_url"), "url")->valuestring)) g_images_ok++;
-            else g_images_bad++;
+            continue;
+        }
+        const cJSON *part;
+        cJSON_ArrayForEach(part, content) {
+            const cJSON *type = cJSON_GetObjectItem(part, "type");
+            if (!strcmp(type->valuestring, "text")) {
+                const char *t = cJSON_GetObjectItem(part, "text")->valuestring;
+                for (const char *p = t; *p;) {
+                    while (*p == ' ') p++;
+                    if (*p) words++;
+                    while (*p && *p != ' ') p++;
+                }
+            } else {
+                images++;
+                if (image_ok(cJSON_GetObjectItem(cJSON_GetObjectItem(part, "image_url"), "url")->valuestring)) g_images_ok++;
+                else g_images_bad++;
+            }
         }
     }
+    if (n_msgs < 16) g_messages_hist[n_msgs]++;
     const int max_tokens = cJSON_GetObjectItem(j, "max_tokens")->valueint;
     const cJSON *min_tokens = cJSON_GetObjectItem(j, "min_tokens");
     if (!cJSON_IsNumber(min_tokens) || min_tokens->valueint != max_tokens || !cJSON_IsTrue(cJSON_GetObjectItem(j, "ignore_eos")))
@@ -227,6 +244,64 @@ static int run_replay(int port, const char *trace, const char *out, const char *
                     (char *)policy, "--goodput", "ttft:5000,tpot:1000", "--time-scale", "0.5", "--image-pool", "4",
                     "--no-progress", "--max-concurrency", (char *)conc};
     return ms_bench_replay_main(sizeof argv / sizeof argv[0], argv);
+}
+
+/* Field k (0-based) of a CSV line as a number (-1 when empty). */
+static double csv_field(const char *line, int k) {
+    for (int i = 0; i < k && line; i++) {
+        line = strchr(line, ',');
+        if (line) line++;
+    }
+    return line && *line != ',' && *line != '\n' ? strtod(line, NULL) : -1;
+}
+
+/* --sessions 3 --turns 3: the first 9 rows as 3 conversations; turn t re-sends t - 1
+ * earlier turns (2t - 1 messages, user/assistant alternating, the history's images
+ * again), goes out after the previous answer plus the think time, and the report has
+ * TTFT of turn 1 and of turns 2+ (row 5, session 1's turn 3, gets the 503). */
+static void test_sessions(int port, const char *trace, const char *dir) {
+    for (int i = 0; i < 16; i++) g_messages_hist[i] = 0;
+    g_images_ok = g_images_bad = 0;
+    char url[64], out[128], path[160];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    snprintf(out, sizeof out, "%s/sessions", dir);
+    char *argv[] = {"replay", "--trace", (char *)trace, "--url", url, "--out", out, "--image-pool", "32",
+                    "--no-progress", "--no-plots", "--sessions", "3", "--turns", "3", "--think-time", "0.3"};
+    EXPECT(ms_bench_replay_main(sizeof argv / sizeof argv[0], argv) == 0);
+    EXPECTF(g_messages_hist[1] == 3 + 3 && g_messages_hist[3] == 3 && g_messages_hist[5] == 3,
+            "requests with 1/3/5 messages: %d %d %d (3 probes + 3, 3, 3)", (int)g_messages_hist[1],
+            (int)g_messages_hist[3], (int)g_messages_hist[5]);
+    /* images: rows 0..8 have 0,2,0,4,1,0,0,9,0; turn t re-sends its session's earlier ones */
+    const int imgs[9] = {0, 2, 0, 4, 1, 0, 0, 9, 0};
+    int want = 1; /* the calibration probe */
+    for (int i = 0; i < 9; i++)
+        for (int j = i - i % 3; j <= i; j++) want += imgs[j];
+    EXPECTF(g_images_ok == want && g_images_bad == 0, "%d images decoded, want %d", (int)g_images_ok, want);
+    EXPECT(g_rule_violations == 0);
+    snprintf(path, sizeof path, "%s/summary.json", out);
+    cJSON *s = read_json(path);
+    EXPECT(jnum(s, "overall", "requests", NULL) == 9 && jnum(s, "overall", "failed", NULL) == 1);
+    EXPECT(jnum(s, "sessions", "turns", NULL) == 3 && jnum(s, "sessions", "think_time_s", NULL) == 0.3);
+    EXPECT(jnum(s, "sessions", "ttft_turn1", "n") == 3 && jnum(s, "sessions", "ttft_turns2plus", "n") == 5);
+    EXPECT(jnum(s, "sessions", "ttft_turns2plus", "p50_ms") > 0);
+    cJSON_Delete(s);
+    /* each later turn was sent at least think time after the previous one ended */
+    snprintf(path, sizeof path, "%s/requests.csv", out);
+    char *csv = ms_test_read_file(path, NULL);
+    EXPECT(csv != NULL);
+    double prev_send = 0, prev_e2e = 0;
+    int row = 0, late_ok = 0;
+    for (char *line = csv ? strchr(csv, '\n') : NULL; line && line[1]; line = strchr(line + 1, '\n'), row++) {
+        const double send = csv_field(line + 1, 15), e2e_ms = csv_field(line + 1, 20);
+        if (row % 3 > 0 && send >= prev_send + prev_e2e / 1e3 + 0.3 - 1e-3) late_ok++;
+        prev_send = send;
+        prev_e2e = e2e_ms;
+    }
+    EXPECTF(row == 9 && late_ok == 6, "%d rows, %d later turns sent after answer + think time (want 9, 6)", row, late_ok);
+    free(csv);
+    /* too few rows for the sessions: a clear error */
+    argv[12] = "5";
+    EXPECT(ms_bench_replay_main(sizeof argv / sizeof argv[0], argv) != 0);
 }
 
 /* The same replay against the real engine on the tiny model, in this process. */
@@ -443,6 +518,7 @@ int main(void) {
     cJSON_Delete(s);
     /* fit: 2 + 1 (row 3) + min(9, (2000-3)/64) + 1 + 1 + 3 images, plus one calibration image */
     EXPECTF(g_images_ok == 2 + 1 + 9 + 1 + 1 + 3 + 1, "%d images", (int)g_images_ok);
+    test_sessions(port, trace, dir);
     /* A server that is not there: a clear error, no crash. */
     MHD_stop_daemon(d);
     snprintf(out, sizeof out, "%s/none", dir);

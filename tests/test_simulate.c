@@ -524,7 +524,53 @@ static void test_tune(void) {
     remove(tpath);
 }
 
+/* --embedding-cache-images: hits come from the replayer's image ids (pool 8: image k
+ * of request i is pool image (7 i + k) % 8). Request 0 sends image 0 (miss); request 1
+ * images 7 and 0 (a partial hit: one image preprocessed and encoded); request 8 image 0
+ * again (a hit: straight to prefill, TTFT = prefill alone). */
+static void test_embedding_cache(void) {
+    ms_cost_model m;
+    ms_error err = {0};
+    MS_CHECK(ms_cost_model_parse(k_flat, &m, &err) == MS_OK);
+    ms_sim_options o = {.cost = &m, .max_images = 100, .record_itl = 1, .image_pool = 8};
+    ms_sim_core_options_default(&o.core);
+    ms_trace_select_default(&o.sel);
+    ms_trace_req reqs[9];
+    for (int i = 0; i < 9; i++) reqs[i] = (ms_trace_req){.send_s = 10 + i, .context_tokens = 50, .generated_tokens = 1};
+    reqs[0] = (ms_trace_req){.send_s = 0, .n_images = 1, .context_tokens = 50, .generated_tokens = 1};
+    reqs[1].n_images = 2;
+    reqs[1].context_tokens = 60;
+    reqs[8].n_images = 1;
+    reqs[8].send_s = 30;
+    ms_trace_set set = make_set(reqs, 9);
+    ms_bench_run run;
+    ms_sim_stats ss;
+    o.embedding_cache_images = 8;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+    EXPECTF(ss.image_hits == 2 && ss.image_misses == 2, "%llu hits, %llu misses", (unsigned long long)ss.image_hits,
+            (unsigned long long)ss.image_misses);
+    EXPECT_NEAR(run.reqs[0].m.ttft_s, 0.35, 1e-9);
+    EXPECT_NEAR(run.reqs[1].m.ttft_s, 0.35, 1e-9); /* one image: 0.05 + 0.2 + 0.1 */
+    EXPECT_NEAR(run.reqs[8].m.ttft_s, 0.1, 1e-9);
+    EXPECT(run.reqs[8].m.ok && run.reqs[8].actual_prompt == 50);
+    ms_bench_run_free(&run);
+    /* room for one image: request 1 still finds 0, then 7 pushes it out before request 8 */
+    o.embedding_cache_images = 1;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+    EXPECT(ss.image_hits == 1 && ss.image_misses == 3);
+    EXPECT_NEAR(run.reqs[8].m.ttft_s, 0.35, 1e-9);
+    ms_bench_run_free(&run);
+    /* off (the default): every image is work */
+    o.embedding_cache_images = 0;
+    EXPECT(ms_simulate_run(&o, &set, &run, &ss, &err) == MS_OK);
+    EXPECT(ss.image_hits == 0 && ss.image_misses == 4);
+    EXPECT_NEAR(run.reqs[8].m.ttft_s, 0.35, 1e-9);
+    ms_bench_run_free(&run);
+    free(set.reqs);
+}
+
 int main(void) {
+    test_embedding_cache();
     test_cost_model();
     test_timelines();
     test_context_from_profile();
