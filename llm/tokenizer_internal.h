@@ -163,6 +163,10 @@ size_t tok_utf8_len(const unsigned char *s, size_t n);
 /* Appends s with every ill-formed subsequence replaced by U+FFFD (as a JavaScript or
  * Rust lossy decoder does); returns whether anything was replaced. */
 bool tok_utf8_sanitize(const char *s, size_t n, tok_buf *out);
+/* The length of a lossy decoder's next unit at s (a character, or a maximal ill-formed
+ * subpart that becomes one U+FFFD), 0 when s[0..n) is a proper prefix of a character
+ * (how it decodes depends on the bytes after). */
+size_t tok_utf8_unit(const unsigned char *s, size_t n);
 bool tok_utf8_valid(const char *s, size_t n);
 /* Decodes one code point (U+FFFD, length 1 when ill-formed). */
 uint32_t tok_utf8_decode(const unsigned char *s, size_t n, size_t *len);

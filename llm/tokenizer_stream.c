@@ -11,25 +11,34 @@
  *     incomplete last character included) is held until it ends (a text token) or turns
  *     ill-formed (then every byte, before and after, is U+FFFD: sent at once, byte by
  *     byte);
- *   - with other decoders (ByteLevel's lossy UTF-8), text that ends in U+FFFD may be an
- *     incomplete character: held, as HF's DecodeStream and vLLM's detokenizer do.
+ *   - ByteLevel (the first decoder) joins the bytes of all tokens and decodes them as
+ *     lossy UTF-8 (a maximal ill-formed subpart -> one U+FFFD): text is final up to the
+ *     last token boundary that is a character boundary before a character whose end is
+ *     still to come;
+ *   - with other decoders text that ends in U+FFFD is held until the next id, as HF's
+ *     DecodeStream and vLLM's detokenizer do (pieces there are plain text).
  * Final ids are decoded as a window that follows the text already sent (tok_window:
  * first-token rules off, a run begun before the window), sent, and dropped from the
  * stream. Nothing else is kept, so the work per id is bounded: at most
  * MS_TOKENIZER_STREAM_MAX_HOLD ids are held. A well-formed run longer than that has its
  * complete characters sent (the one case where the joined text can differ from the
  * full decode: such a run ill-formed at its end; docs/tokenizer.md).
+ * Not followed exactly: Strip decoders with stop > 0 or start > 1 (not in any supported
+ * family).
  */
 #include "llm/tokenizer_internal.h"
 
 #include <string.h>
 
 typedef enum run_state { RUN_NONE, RUN_VALID, RUN_INVALID } run_state;
+/* How the decoders join bytes across tokens. */
+typedef enum stream_mode { MODE_BYTE_RUNS, MODE_BYTE_LEVEL, MODE_TEXT } stream_mode;
 
 struct ms_tokenizer_stream {
     const ms_tokenizer *tok;
     bool skip_special;
-    bool byte_fallback;  /* the decoders include ByteFallback: <0xNN> pieces form runs */
+    stream_mode mode;    /* BYTE_RUNS: the decoders include ByteFallback (<0xNN> runs);
+                          * BYTE_LEVEL: the first decoder is ByteLevel; TEXT: neither */
     int32_t *ids;        /* (cap) the pending ids (none dropped) */
     int32_t n, cap;
     tok_window win;      /* how ids[0] follows the text sent */
@@ -46,7 +55,9 @@ ms_tokenizer_stream *ms_tokenizer_stream_new(const ms_tokenizer *tok, bool skip_
     ms_tokenizer_stream *s = ms_xcalloc(1, sizeof *s);
     s->tok = tok;
     s->skip_special = skip_special;
-    for (int k = 0; k < tok->n_decs; k++) s->byte_fallback |= tok->decs[k].kind == TOK_DEC_BYTEFALLBACK;
+    s->mode = tok->n_decs && tok->decs[0].kind == TOK_DEC_BYTELEVEL ? MODE_BYTE_LEVEL : MODE_TEXT;
+    for (int k = 0; k < tok->n_decs; k++)
+        if (tok->decs[k].kind == TOK_DEC_BYTEFALLBACK) s->mode = MODE_BYTE_RUNS;
     s->cap = 16;
     s->ids = ms_xmalloc((size_t)s->cap * sizeof *s->ids);
     return s;
@@ -106,6 +117,40 @@ static ms_status send_first(ms_tokenizer_stream *s, int32_t k, char **text) {
     return MS_OK;
 }
 
+/* ByteLevel: how many pending ids have final text. Their bytes (GPT-2's map undone)
+ * are scanned unit by unit (tok_utf8_unit); a token boundary reached exactly is final,
+ * the scan stops at a character whose end is still to come. */
+static int32_t byte_level_final(ms_tokenizer_stream *s) {
+    tok_buf b = {0};
+    size_t *off = ms_xmalloc((size_t)(s->n + 1) * sizeof *off); /* (n + 1) token starts in b */
+    for (int32_t i = 0; i < s->n; i++) {
+        off[i] = b.n;
+        tok_bytelevel_decode(s->tok->pieces[s->ids[i]], s->tok->piece_lens[s->ids[i]], &b);
+    }
+    off[s->n] = b.n;
+    s->stats.ids_decoded += s->n;
+    if (s->n > s->stats.peak_window) s->stats.peak_window = s->n;
+    const unsigned char *u = (const unsigned char *)b.p;
+    size_t p = 0;
+    int32_t k = 0;
+    for (int32_t i = 1; i <= s->n; i++) {
+        bool incomplete = false;
+        while (p < off[i]) {
+            size_t l = tok_utf8_unit(u + p, b.n - p);
+            if (l == 0) {
+                incomplete = true;
+                break;
+            }
+            p += l;
+        }
+        if (incomplete) break;
+        if (p == off[i]) k = i;
+    }
+    free(off);
+    free(b.p);
+    return k;
+}
+
 static bool ends_with_fffd(const char *t) {
     size_t n = strlen(t);
     return n >= 3 && !memcmp(t + n - 3, "\xEF\xBF\xBD", 3);
@@ -126,7 +171,7 @@ ms_status ms_tokenizer_stream_push(ms_tokenizer_stream *s, int32_t id, char **te
         s->ids = ms_xrealloc(s->ids, (size_t)s->cap * sizeof *s->ids);
     }
     s->ids[s->n++] = id;
-    const int byte = s->byte_fallback ? tok_byte_piece(s->tok->pieces[id], s->tok->piece_lens[id]) : -1;
+    const int byte = s->mode == MODE_BYTE_RUNS ? tok_byte_piece(s->tok->pieces[id], s->tok->piece_lens[id]) : -1;
     if (byte < 0)
         s->run = RUN_NONE; /* a text token ends the run: its text is final */
     else {
@@ -145,14 +190,17 @@ ms_status ms_tokenizer_stream_push(ms_tokenizer_stream *s, int32_t id, char **te
     if (s->run == RUN_VALID) {
         k = s->run_start;
         if (s->n - s->run_start > MS_TOKENIZER_STREAM_MAX_HOLD) k = s->run_boundary;
+    } else if (s->mode == MODE_BYTE_LEVEL) {
+        k = byte_level_final(s); /* holds at most the tokens of one character */
+        if (s->n - k > MS_TOKENIZER_STREAM_MAX_HOLD) k = s->n;
     }
     if (k == 0) {
         *text = ms_xstrdup("");
         return MS_OK;
     }
-    if (!s->byte_fallback && k == s->n && s->n <= MS_TOKENIZER_STREAM_MAX_HOLD) {
-        /* ByteLevel and the like: text ending in U+FFFD may be a character whose last
-         * bytes are still to come. */
+    if (s->mode == MODE_TEXT && s->n <= MS_TOKENIZER_STREAM_MAX_HOLD) {
+        /* Other decoders: text ending in U+FFFD may be a character whose last bytes are
+         * still to come (as HF's DecodeStream holds it). */
         char *all;
         ms_status st = tok_decode_window(s->tok, s->ids, s->n, s->skip_special, &s->win, &all);
         if (st != MS_OK) return st;

@@ -9,6 +9,9 @@
  *     never held past MS_TOKENIZER_STREAM_MAX_HOLD ids;
  *   - bounded work: the stream's counters, no decode of more than MAX_HOLD + 1 ids and
  *     each id decoded once, over 5,000-id streams.
+ * And a byte-level tokenizer (GPT-2's byte alphabet, one token per byte, decoder
+ * ByteLevel: lossy UTF-8 over all bytes): exact, and nothing held but the bytes of one
+ * incomplete character.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +289,85 @@ static void test_bounded(void) {
     free(ids);
 }
 
+/* A byte-level tokenizer with one token per byte: id b spells byte b in GPT-2's map. */
+static ms_tokenizer *byte_level_tokenizer(void) {
+    int cps[256], n_extra = 0;
+    for (int b = 0; b < 256; b++) {
+        bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        cps[b] = printable ? b : 256 + n_extra++;
+    }
+    ms_test_system("mkdir -p testdata/tok_stream_bytelevel");
+    FILE *f = fopen("testdata/tok_stream_bytelevel/tokenizer.json", "w");
+    if (!f) return NULL;
+    fputs("{\"model\": {\"type\": \"BPE\", \"merges\": [], \"vocab\": {", f);
+    for (int b = 0; b < 256; b++) {
+        unsigned cp = (unsigned)cps[b];
+        char u[4];
+        int n = cp < 0x80 ? (u[0] = (char)cp, 1) : (u[0] = (char)(0xC0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3F)), 2);
+        fprintf(f, "%s\"%s%.*s\": %d", b ? ", " : "", cp == '"' || cp == '\\' ? "\\" : "", n, u, b);
+    }
+    fputs("}}, \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, "
+          "\"use_regex\": true}, \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, "
+          "\"trim_offsets\": true, \"use_regex\": true}, \"added_tokens\": []}\n", f);
+    fclose(f);
+    ms_tokenizer *t = NULL;
+    ms_error err = {0};
+    EXPECTF(ms_tokenizer_load("testdata/tok_stream_bytelevel", &t, &err) == MS_OK, "%s", err.msg);
+    return t;
+}
+
+/* 5,000 one-byte tokens (random bytes; well-formed characters now and then cut short):
+ * the joined text equals decode, no more than 3 pushes in a row send nothing (the
+ * bytes of one incomplete character), no decode takes more than 4 ids. */
+static void test_byte_level(void) {
+    ms_tokenizer *t = byte_level_tokenizer();
+    if (!t) return;
+    enum { N = 5000 };
+    int32_t *ids = malloc(N * sizeof *ids);
+    for (int kind = 0; kind < 2; kind++) {
+        int32_t m = 0;
+        while (m < N - 8) {
+            if (kind == 0) ids[m++] = (int32_t)rnd(256);
+            else {
+                int32_t at = m;
+                m = put_char(ids, m, (const uint32_t[]){0x1F600, 0x65E5, 0xE9, 0x41}[rnd(4)]);
+                for (int32_t k = at; k < m; k++) ids[k] -= 3; /* put_char writes tiny's byte ids */
+                if (rnd(8) == 0) m--;                         /* cut short */
+            }
+        }
+        ms_tokenizer_stream *s = ms_tokenizer_stream_new(t, true);
+        ms_error err = {0};
+        size_t cap = 16 * N, sent = 0;
+        char *joined = calloc(1, cap);
+        int silence = 0, longest_silence = 0;
+        for (int32_t i = 0; i <= m; i++) {
+            char *piece = NULL;
+            EXPECT((i < m ? ms_tokenizer_stream_push(s, ids[i], &piece, &err) : ms_tokenizer_stream_finish(s, &piece, &err)) ==
+                   MS_OK);
+            size_t l = piece ? strlen(piece) : 0;
+            if (sent + l < cap) memcpy(joined + sent, piece, l), sent += l;
+            silence = l ? 0 : silence + 1;
+            if (i < m && silence > longest_silence) longest_silence = silence;
+            free(piece);
+        }
+        ms_tokenizer_stream_stats st;
+        ms_tokenizer_stream_get_stats(s, &st);
+        ms_tokenizer_stream_free(s);
+        char *full = NULL;
+        EXPECT(ms_tokenizer_decode(t, ids, m, true, &full, &err) == MS_OK);
+        printf("byte-level kind %d: %d ids, %lld ids decoded or scanned, at most %d at once, longest silence %d, "
+               "%zu bytes sent (decode %zu)\n",
+               kind, m, (long long)st.ids_decoded, st.peak_window, longest_silence, sent, full ? strlen(full) : 0);
+        EXPECTF(full && sent == strlen(full) && !memcmp(joined, full, sent), "byte-level kind %d: joined differs", kind);
+        EXPECTF(longest_silence <= 3, "byte-level kind %d: %d pushes without text", kind, longest_silence);
+        EXPECTF(st.peak_window <= 4, "byte-level kind %d: a decode of %d ids", kind, st.peak_window);
+        free(full);
+        free(joined);
+    }
+    free(ids);
+    ms_tokenizer_free(t);
+}
+
 int main(void) {
     ms_error err = {0};
     if (ms_tokenizer_write_tiny("testdata/tok_stream_flow", &err) != MS_OK ||
@@ -296,6 +378,7 @@ int main(void) {
     test_cases();
     test_random();
     test_bounded();
+    test_byte_level();
     ms_tokenizer_free(g_tok);
     return ms_test_finish("test_tokenizer_stream");
 }

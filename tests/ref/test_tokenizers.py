@@ -199,15 +199,39 @@ def modserve(args, mode_args):
     return [json.loads(line) for line in p.stdout.decode("utf-8").splitlines()]
 
 
+def _bytes_to_unicode():
+    """GPT-2's byte -> printable character map (what ByteLevel tokens are spelt in)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    extra = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + extra)
+            extra += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
 def random_ids(r, tok, n_lines):
     """Id sequences no encoder produces: any id, runs of byte-fallback pieces (valid and
-    ill-formed UTF-8), special tokens, ids past the vocabulary."""
+    ill-formed UTF-8), special tokens, ids past the vocabulary; for byte-level
+    tokenizers also lines of one-byte tokens: ill-formed bytes by the dozen, then a
+    character split over tokens (streaming holds only that character)."""
     n = tok.get_vocab_size(with_added_tokens=True)
     byte_id = {b: tok.token_to_id(f"<0x{b:02X}>") for b in range(256)}
     has_bytes = byte_id[0] is not None
+    level_id = {b: tok.token_to_id(c) for b, c in _bytes_to_unicode().items()}
+    lines = []
+    if not has_bytes and all(v is not None for v in level_id.values()):
+        for m in range(56, 72):  # the character at every place around 64 tokens
+            raw = bytes([0x80]) * m + "é€😀語"[m % 4].encode() + b"ok"
+            lines.append([level_id[b] for b in raw])
+        for _ in range(n_lines // 20):
+            raw = bytes(r.choice([0x80, 0xBF, 0xFF, 0xC0, 0xE2]) for _ in range(r.randrange(60, 90)))
+            raw += r.choice("é€😀語🇯🇵").encode() + b"\xF0\x9F"[: r.randrange(3)] + b"ok"
+            lines.append([level_id[b] for b in raw])
     specials = [tok.token_to_id(t) for t in ["<s>", "</s>", "<unk>", "<image>", "<|im_end|>", "<mask>", "<both>"]
                 if tok.token_to_id(t) is not None]
-    lines = []
     for _ in range(n_lines):
         ids = []
         for _ in range(1 + r.randrange(30)):
