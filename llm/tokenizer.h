@@ -48,20 +48,34 @@ const char *ms_tokenizer_eos_token(const ms_tokenizer *tok);
 const char *ms_tokenizer_chat_template(const ms_tokenizer *tok);
 
 /* Incremental decoding for streaming: push ids one at a time, get the text they add.
- * Text comes out only as complete UTF-8 (a character split over byte-fallback pieces
- * waits for its last piece), with the decoders' leading-space rules applied as in a
- * full decode; the concatenation of everything pushed + finish equals
- * ms_tokenizer_decode of all ids, with one exception shared with HF tokenizers'
- * DecodeStream: a byte-fallback run whose first bytes form valid UTF-8 and whose end
- * does not (full decode turns the whole run into U+FFFD per byte) has had its valid
- * start sent already; finish then sends the held-back part decoded on its own.
- * One stream per sequence; the tokenizer is shared. */
+ * Text is sent as soon as it is final, i.e. later ids cannot change how the full decode
+ * renders it, so the concatenation of everything pushed + finish equals
+ * ms_tokenizer_decode of all ids, with the decoders' leading-space rules applied as in
+ * a full decode. A byte-fallback run (<0xNN> pieces in a row) decodes as a whole: to
+ * its bytes when it is well-formed UTF-8, else to one U+FFFD per byte; so a run that is
+ * well-formed so far is held until a text token ends it or it turns ill-formed (then
+ * its bytes are sent as U+FFFD at once, each later byte of the run as it comes). With
+ * other decoders (ByteLevel) text ending in U+FFFD (maybe an incomplete character) is
+ * held until the next id. At most MS_TOKENIZER_STREAM_MAX_HOLD ids are held, so each
+ * push does bounded work; a well-formed run held that long has its complete characters
+ * sent (then, should the run turn ill-formed later, the joined text differs from the
+ * full decode: that run's start is sent already). One stream per sequence; the
+ * tokenizer is shared. */
+#define MS_TOKENIZER_STREAM_MAX_HOLD 64
 typedef struct ms_tokenizer_stream ms_tokenizer_stream;
 ms_tokenizer_stream *ms_tokenizer_stream_new(const ms_tokenizer *tok, bool skip_special);
 void ms_tokenizer_stream_free(ms_tokenizer_stream *s);
 /* *text: malloc'd, possibly "" (caller frees). */
 ms_status ms_tokenizer_stream_push(ms_tokenizer_stream *s, int32_t id, char **text, ms_error *err);
-/* The text still held back (an incomplete character decodes to U+FFFD, as decode does). */
+/* The text still held back (an incomplete character decodes to U+FFFD, as decode does);
+ * the stream is then ready for a new sequence. */
 ms_status ms_tokenizer_stream_finish(ms_tokenizer_stream *s, char **text, ms_error *err);
+/* Work counters (for tests): ids pushed, ids decoded in all (each push decodes only the
+ * pending ids), the most ids one decode took. */
+typedef struct ms_tokenizer_stream_stats {
+    int64_t pushed, ids_decoded;
+    int32_t peak_window;
+} ms_tokenizer_stream_stats;
+void ms_tokenizer_stream_get_stats(const ms_tokenizer_stream *s, ms_tokenizer_stream_stats *out);
 
 #endif

@@ -1,9 +1,10 @@
 /*
  * Decoding: ids -> pieces (special added tokens dropped on request) -> the decoder
  * chain of tokenizer.json, each step over the list of token strings as HF tokenizers'
- * decode_chain does, joined at the end. Incremental decoding for streaming keeps a
- * small window of ids and emits text only when it grew and does not end in U+FFFD
- * (an incomplete UTF-8 sequence), as HF's DecodeStream does.
+ * decode_chain does, joined at the end. A window of ids can be decoded as the part of
+ * a longer sequence that follows text already decoded (tok_window: the decoders' rules
+ * for the first token, a byte-fallback run begun before the window); incremental
+ * decoding for streaming (tokenizer_stream.c) is built on that.
  */
 #include "llm/tokenizer_internal.h"
 
@@ -35,8 +36,7 @@ static void toks_free(toks *t) {
     memset(t, 0, sizeof *t);
 }
 
-/* "<0xNN>" -> NN, else -1. */
-static int byte_piece(const char *s, size_t n) {
+int tok_byte_piece(const char *s, size_t n) {
     if (n != 6 || memcmp(s, "<0x", 3) || s[5] != '>') return -1;
     int v = 0;
     for (int i = 3; i < 5; i++) {
@@ -48,10 +48,13 @@ static int byte_piece(const char *s, size_t n) {
     return v;
 }
 
-static void flush_bytes(toks *out, tok_buf *bytes) {
+/* A byte-fallback run: its bytes when they are valid UTF-8 as a whole, else one U+FFFD
+ * per byte (HF's ByteFallback: String::from_utf8 of the run, or U+FFFD x len).
+ * force_invalid: the run began before a decoded window and is known ill-formed. */
+static void flush_bytes(toks *out, tok_buf *bytes, bool force_invalid) {
     if (!bytes->n) return;
     tok_buf check = {0};
-    if (!tok_utf8_sanitize(bytes->p, bytes->n, &check)) toks_add(out, bytes->p, bytes->n);
+    if (!force_invalid && !tok_utf8_sanitize(bytes->p, bytes->n, &check)) toks_add(out, bytes->p, bytes->n);
     else
         for (size_t i = 0; i < bytes->n; i++) toks_add(out, "\xEF\xBF\xBD", 3); /* one U+FFFD per byte */
     free(check.p);
@@ -69,7 +72,15 @@ static void replace_into(tok_buf *out, const char *s, size_t n, const char *a, c
     }
 }
 
-static void apply_decoder(const tok_dec *d, toks *in, toks *out) {
+/* Where a decoded window's first entry stands in the whole sequence's list of entries
+ * at the current decoder step: `head` it is (part of) the list's first entry (the
+ * first-token rules apply), `cont` it continues an entry begun before the window (its
+ * start is not an entry's start). A whole sequence: head, not cont. */
+typedef struct dec_pos {
+    bool head, cont;
+} dec_pos;
+
+static void apply_decoder(const tok_dec *d, const tok_window *w, dec_pos *pos, toks *in, toks *out) {
     tok_buf b = {0};
     switch (d->kind) {
     case TOK_DEC_REPLACE:
@@ -79,30 +90,46 @@ static void apply_decoder(const tok_dec *d, toks *in, toks *out) {
             toks_add(out, b.p ? b.p : "", b.n);
         }
         break;
-    case TOK_DEC_BYTEFALLBACK:
+    case TOK_DEC_BYTEFALLBACK: {
+        /* The window's first run may have begun before it (w->lead_run). */
+        const bool lead = w->lead_run != TOK_LEAD_NONE && in->n && tok_byte_piece(in->s[0], in->len[0]) >= 0;
+        bool first_run = lead;
         for (size_t i = 0; i < in->n; i++) {
-            int v = byte_piece(in->s[i], in->len[i]);
+            int v = tok_byte_piece(in->s[i], in->len[i]);
             if (v >= 0) {
                 char c = (char)v;
                 tok_buf_add(&b, &c, 1);
             } else {
-                flush_bytes(out, &b);
+                flush_bytes(out, &b, first_run && w->lead_run == TOK_LEAD_INVALID);
+                first_run = false;
                 toks_add(out, in->s[i], in->len[i]);
             }
         }
-        flush_bytes(out, &b);
+        flush_bytes(out, &b, first_run && w->lead_run == TOK_LEAD_INVALID);
+        if (lead) {
+            /* an ill-formed run: one entry per byte, the window's first is not the
+             * list's first; a well-formed one: the window's first entry goes on the
+             * run's entry */
+            pos->cont = w->lead_run == TOK_LEAD_VALID;
+            pos->head = pos->head && pos->cont;
+        }
         break;
+    }
     case TOK_DEC_FUSE:
         tok_buf_add(&b, NULL, 0);
         for (size_t i = 0; i < in->n; i++) tok_buf_add(&b, in->s[i], in->len[i]);
         toks_add(out, b.p, b.n);
+        pos->cont = w->has_before; /* one entry: the window's text goes on it */
+        pos->head = true;
         break;
     case TOK_DEC_STRIP: {
         size_t lc = strlen(d->a);
         for (size_t i = 0; i < in->n; i++) {
             const char *s = in->s[i];
             size_t n = in->len[i];
-            for (int k = 0; k < d->start && n >= lc && !memcmp(s, d->a, lc); k++) s += lc, n -= lc;
+            /* the start of an entry begun before the window was stripped already */
+            for (int k = 0; k < d->start && !(i == 0 && pos->cont) && n >= lc && !memcmp(s, d->a, lc); k++)
+                s += lc, n -= lc;
             for (int k = 0; k < d->stop && n >= lc && !memcmp(s + n - lc, d->a, lc); k++) n -= lc;
             toks_add(out, s, n);
         }
@@ -116,6 +143,8 @@ static void apply_decoder(const tok_dec *d, toks *in, toks *out) {
         tok_utf8_sanitize(b.p, b.n, &lossy);
         toks_add(out, lossy.p, lossy.n);
         free(lossy.p);
+        pos->cont = w->has_before;
+        pos->head = true;
         break;
     }
     case TOK_DEC_METASPACE:
@@ -124,7 +153,7 @@ static void apply_decoder(const tok_dec *d, toks *in, toks *out) {
             tok_buf_add(&b, NULL, 0);
             /* As HF: in the first token every replacement character is dropped (not
              * only a leading one) unless the prepend scheme is "never". */
-            replace_into(&b, in->s[i], in->len[i], d->a, i == 0 && d->prefix_space ? "" : " ");
+            replace_into(&b, in->s[i], in->len[i], d->a, i == 0 && pos->head && d->prefix_space ? "" : " ");
             toks_add(out, b.p, b.n);
         }
         break;
@@ -132,29 +161,27 @@ static void apply_decoder(const tok_dec *d, toks *in, toks *out) {
     free(b.p);
 }
 
-ms_status ms_tokenizer_decode(const ms_tokenizer *t, const int32_t *ids, int32_t n_ids, bool skip_special, char **text,
-                              ms_error *err) {
+ms_status tok_decode_window(const ms_tokenizer *t, const int32_t *ids, int32_t n_ids, bool skip_special,
+                            const tok_window *w, char **text) {
     *text = NULL;
     toks cur = {0};
     for (int32_t i = 0; i < n_ids; i++) {
         int32_t id = ids[i];
-        /* As HF tokenizers: an id with no token (a model's embedding rows beyond the
-         * tokenizer, e.g. 32002..32063 in llava-1.5) decodes to nothing. */
-        if (id < 0 || id >= t->n_ids || !t->pieces[id]) continue;
-        if (skip_special && t->is_special[id]) continue;
+        if (tok_id_dropped(t, id, skip_special)) continue;
         toks_add(&cur, t->pieces[id], t->piece_lens[id]);
     }
     tok_buf out = {0};
     tok_buf_add(&out, NULL, 0);
     if (t->n_decs == 0) { /* HF without a decoder joins the pieces with spaces */
         for (size_t i = 0; i < cur.n; i++) {
-            if (i) tok_buf_addc(&out, ' ');
+            if (i || w->has_before) tok_buf_addc(&out, ' ');
             tok_buf_add(&out, cur.s[i], cur.len[i]);
         }
     } else {
+        dec_pos pos = {.head = !w->has_before, .cont = false};
         for (int k = 0; k < t->n_decs; k++) {
             toks next = {0};
-            apply_decoder(&t->decs[k], &cur, &next);
+            apply_decoder(&t->decs[k], w, &pos, &cur, &next);
             toks_free(&cur);
             cur = next;
         }
@@ -172,104 +199,18 @@ ms_status ms_tokenizer_decode(const ms_tokenizer *t, const int32_t *ids, int32_t
     return MS_OK;
 }
 
-/* ---- incremental decoding ---- */
-
-struct ms_tokenizer_stream {
-    const ms_tokenizer *tok;
-    bool skip_special;
-    int32_t *ids;      /* (n) the window: ids whose text is partly emitted */
-    int32_t n, cap;
-    int32_t prefix_index; /* ids[0 .. prefix_index) decode to `prefix` */
-    char *prefix;
-};
-
-ms_tokenizer_stream *ms_tokenizer_stream_new(const ms_tokenizer *tok, bool skip_special) {
-    ms_tokenizer_stream *s = ms_xcalloc(1, sizeof *s);
-    s->tok = tok;
-    s->skip_special = skip_special;
-    s->prefix = ms_xstrdup("");
-    return s;
+bool tok_id_dropped(const ms_tokenizer *t, int32_t id, bool skip_special) {
+    /* As HF tokenizers: an id with no token (a model's embedding rows beyond the
+     * tokenizer, e.g. 32002..32063 in llava-1.5) decodes to nothing. */
+    if (id < 0 || id >= t->n_ids || !t->pieces[id]) return true;
+    return skip_special && t->is_special[id];
 }
 
-void ms_tokenizer_stream_free(ms_tokenizer_stream *s) {
-    if (!s) return;
-    free(s->ids);
-    free(s->prefix);
-    free(s);
-}
-
-static bool ends_with_fffd(const char *s) {
-    size_t n = strlen(s);
-    return n >= 3 && !memcmp(s + n - 3, "\xEF\xBF\xBD", 3);
-}
-
-ms_status ms_tokenizer_stream_push(ms_tokenizer_stream *s, int32_t id, char **text, ms_error *err) {
-    *text = NULL;
-    if (s->n == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 16;
-        s->ids = ms_xrealloc(s->ids, (size_t)s->cap * sizeof *s->ids);
-    }
-    s->ids[s->n++] = id;
-    char *full;
-    ms_status st = ms_tokenizer_decode(s->tok, s->ids, s->n, s->skip_special, &full, err);
-    if (st != MS_OK) {
-        s->n--;
-        return st;
-    }
-    size_t lp = strlen(s->prefix), lf = strlen(full);
-    /* Emit once the text grew past the window's prefix and ends in complete UTF-8; a
-     * decoder that rewrote the prefix (it should not) resets the window. */
-    if (lf > lp && !ends_with_fffd(full) && !memcmp(full, s->prefix, lp)) {
-        *text = ms_xstrdup(full + lp);
-        /* Keep the ids from prefix_index on: their text is context for the next step
-         * (the leading-space rules of the decoders need one token before). */
-        int32_t keep_from = s->prefix_index;
-        int32_t new_prefix_index = s->n - keep_from;
-        memmove(s->ids, s->ids + keep_from, (size_t)(s->n - keep_from) * sizeof *s->ids);
-        s->n -= keep_from;
-        free(s->prefix);
-        st = ms_tokenizer_decode(s->tok, s->ids, s->n, s->skip_special, &s->prefix, err);
-        s->prefix_index = new_prefix_index;
-        free(full);
-        if (st != MS_OK) {
-            free(*text);
-            *text = NULL;
-            s->prefix = ms_xstrdup("");
-        }
-        return st;
-    }
-    free(full);
-    *text = ms_xstrdup("");
-    return MS_OK;
-}
-
-ms_status ms_tokenizer_stream_finish(ms_tokenizer_stream *s, char **text, ms_error *err) {
-    *text = NULL;
-    char *full;
-    ms_status st = ms_tokenizer_decode(s->tok, s->ids, s->n, s->skip_special, &full, err);
-    if (st != MS_OK) return st;
-    size_t lp = strlen(s->prefix), lf = strlen(full);
-    if (lf > lp && !memcmp(full, s->prefix, lp)) {
-        *text = ms_xstrdup(full + lp);
-    } else if (lf == lp && !memcmp(full, s->prefix, lp)) {
-        *text = ms_xstrdup("");
-    } else {
-        /* The held-back ids turned text already sent into U+FFFD (a byte-fallback run
-         * that is invalid UTF-8 only as a whole): what was sent stays sent, and the
-         * held-back ids are decoded on their own so nothing is dropped. */
-        st = ms_tokenizer_decode(s->tok, s->ids + s->prefix_index, s->n - s->prefix_index,
-                                 s->skip_special, text, err);
-        if (st != MS_OK) {
-            free(full);
-            return st;
-        }
-    }
-    free(full);
-    s->n = 0;
-    s->prefix_index = 0;
-    free(s->prefix);
-    s->prefix = ms_xstrdup("");
-    return MS_OK;
+ms_status ms_tokenizer_decode(const ms_tokenizer *t, const int32_t *ids, int32_t n_ids, bool skip_special, char **text,
+                              ms_error *err) {
+    (void)err;
+    const tok_window whole = {.has_before = false, .lead_run = TOK_LEAD_NONE};
+    return tok_decode_window(t, ids, n_ids, skip_special, &whole, text);
 }
 
 /* ---- accessors ---- */

@@ -163,10 +163,33 @@ size_t tok_utf8_len(const unsigned char *s, size_t n);
 /* Appends s with every ill-formed subsequence replaced by U+FFFD (as a JavaScript or
  * Rust lossy decoder does); returns whether anything was replaced. */
 bool tok_utf8_sanitize(const char *s, size_t n, tok_buf *out);
+/* The length of a lossy decoder's next unit at s (a character, or a maximal ill-formed
+ * subpart that becomes one U+FFFD), 0 when s[0..n) is a proper prefix of a character
+ * (how it decodes depends on the bytes after). */
+size_t tok_utf8_unit(const unsigned char *s, size_t n);
 bool tok_utf8_valid(const char *s, size_t n);
 /* Decodes one code point (U+FFFD, length 1 when ill-formed). */
 uint32_t tok_utf8_decode(const unsigned char *s, size_t n, size_t *len);
 size_t tok_utf8_encode(uint32_t cp, char *out);
+
+/* tokenizer_decode.c: a window of ids decoded as the part of a longer sequence that
+ * follows text decoded already (what streaming needs; a whole sequence is
+ * {false, TOK_LEAD_NONE}). has_before: a token that decodes (not dropped) comes before
+ * ids[0], so the decoders' first-token rules (Metaspace's prefix, Strip's start on the
+ * fused text) do not apply and a decoder-less join puts a space before the window.
+ * lead_run: ids[0]'s byte-fallback run began before the window, ill-formed (its bytes
+ * here become U+FFFD each, as in the whole run) or well-formed so far. */
+typedef enum tok_lead_run { TOK_LEAD_NONE, TOK_LEAD_INVALID, TOK_LEAD_VALID } tok_lead_run;
+typedef struct tok_window {
+    bool has_before;
+    tok_lead_run lead_run;
+} tok_window;
+ms_status tok_decode_window(const ms_tokenizer *t, const int32_t *ids, int32_t n_ids, bool skip_special,
+                            const tok_window *w, char **text);
+/* Whether decoding drops id: no such token, or a special one under skip_special. */
+bool tok_id_dropped(const ms_tokenizer *t, int32_t id, bool skip_special);
+/* "<0xNN>" -> NN, else -1. */
+int tok_byte_piece(const char *s, size_t n);
 
 /* tokenizer_bpe.c */
 void tok_bpe_word(const ms_tokenizer *t, const char *w, size_t n, int32_t **ids, size_t *n_ids, size_t *cap);

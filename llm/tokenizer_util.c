@@ -140,6 +140,17 @@ static size_t utf8_bad_len(const unsigned char *s, size_t n) {
     return i;
 }
 
+size_t tok_utf8_unit(const unsigned char *s, size_t n) {
+    if (s[0] < 0x80) return 1;
+    unsigned lo, hi;
+    const size_t len = utf8_lead(s[0], &lo, &hi);
+    if (len == 0) return 1;
+    const size_t ok = utf8_valid_len(s, n);
+    if (ok) return ok;
+    const size_t bad = utf8_bad_len(s, n);
+    return bad == n && n < len ? 0 : bad; /* every byte fits so far: the end is to come */
+}
+
 bool tok_utf8_valid(const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {

@@ -11,8 +11,10 @@ corpus of 5,000+ lines (tokenizer_corpus.py):
     random id sequences (byte-fallback pieces, special and unknown ids) vs
     Tokenizer.decode(ids, skip_special_tokens=False and True);
   - streaming: modserve's incremental decode of the same ids, pieces joined, vs the
-    library's full decode, and (every 4th line) vs stream_reference: HF DecodeStream's
-    step over the library's decode, with the finish modserve adds.
+    library's full decode: exactly equal (U+0000 aside, as in decode). A byte-fallback
+    run that is well-formed at its start and ill-formed at its end is the case to
+    watch: full decode turns every byte of it into U+FFFD, and the stream holds such a
+    run until it is known how it ends (llm/tokenizer.h).
 Tokenizers:
   llama2           SentencePiece-style BPE, byte fallback, Llama-2's normalizer
                    (Prepend + Replace), no pre-tokenizer, decoder Replace/ByteFallback/
@@ -65,67 +67,8 @@ def nul_dropped(hf, ours, ids, tok):
     return "\x00" in hf and hf.replace("\x00", "") == ours
 
 
-def stream_invalid_run(hf, ours, ids, tok):
-    """Streaming (modserve only: HF's DecodeStream has no finish and cannot be compared,
-    see below) sends the valid start of a byte-fallback run as soon as it is complete;
-    when the run's end makes it ill-formed, full decode turns every byte of the run
-    into U+FFFD but the start is sent already (llm/tokenizer.h)."""
-    run = []
-    for i in ids + [-1]:
-        piece = tok.id_to_token(i) if i >= 0 else None
-        if piece is not None and len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
-            run.append(int(piece[3:5], 16))
-            continue
-        if piece is None and i >= 0:
-            continue  # no such token: skipped by both decoders, the run goes on
-        raw = bytes(run)
-        run = []
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            if any(_valid(raw[:k]) for k in range(1, len(raw))):
-                return True
-    return False
-
-
-def _valid(b):
-    try:
-        b.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        return False
-
-
-def stream_reference(tok, ids, skip):
-    """The text a streaming decode should send, built on the library's decode: HF's
-    DecodeStream step (decode the window; send what grew past the window's prefix unless
-    it ends in U+FFFD, then slide the window), holding instead of raising when the
-    window's text no longer starts with the prefix, plus the finish that DecodeStream
-    lacks (send the rest; when held-back ids rewrote text already sent, send those ids
-    decoded on their own), as llm/tokenizer_decode.c documents it. The library's decode
-    is taken with U+0000 dropped, as modserve's decode does (the known difference
-    nul-dropped, checked on its own by the decode comparison)."""
-    def decode(window):
-        return tok.decode(window, skip_special_tokens=skip).replace("\x00", "")
-
-    out, window, prefix, prefix_index = [], [], "", 0
-    for i in ids:
-        window.append(i)
-        full = decode(window)
-        if len(full) > len(prefix) and not full.endswith("\ufffd") and full.startswith(prefix):
-            out.append(full[len(prefix):])
-            window = window[prefix_index:]
-            prefix = decode(window)
-            prefix_index = len(window)
-    full = decode(window)
-    out.append(full[len(prefix):] if full.startswith(prefix) else
-               decode(window[prefix_index:]))
-    return "".join(out)
-
-
 KNOWN = {"decode": [("nul-dropped", nul_dropped)],
-         "stream": [("nul-dropped", nul_dropped), ("stream-invalid-run", stream_invalid_run)],
-         "stream_steps": []}
+         "stream": [("nul-dropped", nul_dropped)]}
 
 
 def added(content, special=True, lstrip=False, rstrip=False, single_word=False, normalized=False):
@@ -256,15 +199,39 @@ def modserve(args, mode_args):
     return [json.loads(line) for line in p.stdout.decode("utf-8").splitlines()]
 
 
+def _bytes_to_unicode():
+    """GPT-2's byte -> printable character map (what ByteLevel tokens are spelt in)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    extra = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + extra)
+            extra += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
 def random_ids(r, tok, n_lines):
     """Id sequences no encoder produces: any id, runs of byte-fallback pieces (valid and
-    ill-formed UTF-8), special tokens, ids past the vocabulary."""
+    ill-formed UTF-8), special tokens, ids past the vocabulary; for byte-level
+    tokenizers also lines of one-byte tokens: ill-formed bytes by the dozen, then a
+    character split over tokens (streaming holds only that character)."""
     n = tok.get_vocab_size(with_added_tokens=True)
     byte_id = {b: tok.token_to_id(f"<0x{b:02X}>") for b in range(256)}
     has_bytes = byte_id[0] is not None
+    level_id = {b: tok.token_to_id(c) for b, c in _bytes_to_unicode().items()}
+    lines = []
+    if not has_bytes and all(v is not None for v in level_id.values()):
+        for m in range(56, 72):  # the character at every place around 64 tokens
+            raw = bytes([0x80]) * m + "é€😀語"[m % 4].encode() + b"ok"
+            lines.append([level_id[b] for b in raw])
+        for _ in range(n_lines // 20):
+            raw = bytes(r.choice([0x80, 0xBF, 0xFF, 0xC0, 0xE2]) for _ in range(r.randrange(60, 90)))
+            raw += r.choice("é€😀語🇯🇵").encode() + b"\xF0\x9F"[: r.randrange(3)] + b"ok"
+            lines.append([level_id[b] for b in raw])
     specials = [tok.token_to_id(t) for t in ["<s>", "</s>", "<unk>", "<image>", "<|im_end|>", "<mask>", "<both>"]
                 if tok.token_to_id(t) is not None]
-    lines = []
     for _ in range(n_lines):
         ids = []
         for _ in range(1 + r.randrange(30)):
@@ -277,6 +244,13 @@ def random_ids(r, tok, n_lines):
                 ids.append(byte_id[r.randrange(256)])
             elif k == 2 and specials:
                 ids.append(r.choice(specials))
+            elif k == 4 and has_bytes and r.randrange(4) == 0:
+                # a long run: well-formed characters, then half the time one cut short
+                # (full decode: U+FFFD for every byte of the run, streaming likewise)
+                raw = "".join(r.choice("é€😀語🇯🇵a") for _ in range(2 + r.randrange(10))).encode()
+                if r.randrange(2):
+                    raw += "😀".encode()[: 1 + r.randrange(3)]
+                ids += [byte_id[b] for b in raw]
             elif k == 3 and r.randrange(10) == 0:
                 ids.append(n + r.randrange(50))  # no such token: skipped
             else:
@@ -290,7 +264,7 @@ def compare(args, name, tok, d, entries, corpus_path, r):
     texts = [e.decode("utf-8", errors="replace") for e in entries]
     ref = [enc.ids for enc in tok.encode_batch(texts, add_special_tokens=True)]
     ours = modserve(args, [d, "--file", corpus_path, "--jsonl"])
-    bad = {"ids": [], "decode": [], "stream": [], "stream_steps": []}
+    bad = {"ids": [], "decode": [], "stream": []}
     known_count = {}
 
     def check(kind, hf, ours, ids, what):
@@ -326,20 +300,15 @@ def compare(args, name, tok, d, entries, corpus_path, r):
             if skip:  # what the decoders see: special tokens dropped first
                 ids = [t for t in ids if t not in special]
             check("decode", hf_text[i], dec[i]["skip" if skip else "text"], ids, what)
-            # The pieces of modserve's streaming decode, joined: equal to the full decode
-            # but for the documented case, and equal to stream_reference everywhere (every
-            # 4th line: it decodes once per id in Python). HF's DecodeStream itself cannot
-            # be run: it has no finish, so a final U+FFFD never comes out, and it raises
-            # on some byte-fallback runs.
+            # The pieces of modserve's streaming decode, joined: exactly the full decode.
+            # (HF's DecodeStream is no reference: it sends the start of a byte run that
+            # turns ill-formed later, it has no finish, and it raises on some runs.)
             streamed = dec[i]["stream_skip" if skip else "stream"]
             check("stream", hf_text[i], streamed, ids, what)
-            if i % 4 == 0:
-                check("stream_steps", stream_reference(tok, id_lines[i], skip), streamed, ids, what)
     n_bad = sum(len(v) for v in bad.values())
     print(f"{name}: {len(entries)} lines encoded ({sum(map(len, ref))} ids), {len(id_lines)} id lines "
           f"({len(id_lines) - len(entries)} random) decoded and streamed, with and without special tokens; "
-          f"mismatches: ids {len(bad['ids'])}, decode {len(bad['decode'])}, stream {len(bad['stream'])}, "
-          f"stream steps {len(bad['stream_steps'])}; "
+          f"mismatches: ids {len(bad['ids'])}, decode {len(bad['decode'])}, stream {len(bad['stream'])}; "
           f"known differences: {known_count or 'none'}; {time.time() - t0:.1f} s")
     for kind, items in bad.items():
         for what in items[: args.keep]:
