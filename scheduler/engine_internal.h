@@ -106,6 +106,9 @@ struct ms_engine {
 /* engine_exec.c: runs b on w's device; fills w->results; calls on_token. */
 void eng_exec_batch(eng_worker *w, const ms_core_batch *b);
 void eng_req_free(ms_engine *e, eng_req *r);
+/* The 64-bit hash of an image's encoded bytes that keys its positions in the prefix
+ * cache (two different images never share KV blocks). */
+uint64_t eng_image_hash(const uint8_t *bytes, size_t n);
 /* engine_stop.c: fills e->eos_ids from the config and the folder's tokenizer. */
 ms_status eng_eos_ids_build(ms_engine *e, ms_error *err);
 /* Records why r failed: the first failure of a request keeps its message, later ones
