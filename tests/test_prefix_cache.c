@@ -5,7 +5,8 @@
  * same image twice and two different images of the same size; a second chat turn that
  * re-sends the history reuses it; a small KV pool evicts and still gives the same
  * outputs; a concurrent burst sharing a prefix under KV pressure (preemption) with
- * cancels matches the outputs of the cache-off engine.
+ * cancels matches the outputs of the cache-off engine; with block hashes cut to 2 bits
+ * (collisions everywhere) the outputs are still those of the cache-off engine.
  */
 #include <math.h>
 #include <pthread.h>
@@ -122,6 +123,8 @@ static void run_one(ms_engine *e, const prompt *p, int32_t max_tokens, out *o) {
 
 static const char *g_model;
 
+static int32_t g_hash_bits; /* the engine's prefix_hash_bits test hook (0: 64) */
+
 static ms_engine *engine_make(bool cache, int32_t kv_blocks, int32_t max_num_batched_tokens) {
     ms_engine_options o;
     ms_engine_options_default(&o);
@@ -130,6 +133,7 @@ static ms_engine *engine_make(bool cache, int32_t kv_blocks, int32_t max_num_bat
     o.cpu_threads = 2;
     o.max_model_len = 512;
     o.enable_prefix_caching = cache;
+    o.prefix_hash_bits = g_hash_bits;
     o.kv_blocks = kv_blocks;
     if (max_num_batched_tokens > 0) o.max_num_batched_tokens = max_num_batched_tokens;
     ms_engine *e = NULL;
@@ -181,7 +185,10 @@ static int make_prompts(prompt *ps) {
     return n;
 }
 
-static void test_same_outputs(void) {
+/* bits 2: block hashes cut to 2 bits, so most lookups meet other prompts' blocks under
+ * the same hash; the key and parent checks refuse them and the outputs do not change. */
+static void test_same_outputs(int32_t bits) {
+    g_hash_bits = bits;
     prompt ps[6];
     int n = make_prompts(ps);
     const char *names[6] = {"text", "one image", "several images", "same image twice", "image A",
@@ -217,7 +224,11 @@ static void test_same_outputs(void) {
     EXPECTF(cold[5].res.cached_tokens == 16, "image B shared %d tokens with image A", cold[5].res.cached_tokens);
     ms_engine_stats_get(on, &st);
     EXPECT(st.prefix_hit_tokens > 0 && st.kv_blocks_cached > 0 && st.kv_blocks_cached <= st.kv_blocks_total);
+    printf("hash bits %d: %llu hash collisions refused\n", bits ? bits : 64,
+           (unsigned long long)st.prefix_hash_collisions);
+    if (bits == 2) EXPECT(st.prefix_hash_collisions > 0);
     ms_engine_destroy(on);
+    g_hash_bits = 0;
     for (int i = 0; i < n; i++) free(ref[i].logits), free(cold[i].logits), free(warm[i].logits);
 }
 
@@ -340,7 +351,8 @@ int main(void) {
     if (!probe) return ms_test_finish("test_prefix_cache");
     g_vocab = ms_engine_model_config(probe)->text.vocab_size;
     ms_engine_destroy(probe);
-    test_same_outputs();
+    test_same_outputs(0);
+    test_same_outputs(2);
     test_second_turn();
     test_eviction();
     test_burst();
