@@ -33,6 +33,10 @@
  * request holding blocks there and not in a running batch is preempted: its blocks are
  * freed and it goes back to PREFILL to recompute prompt + generated tokens (vLLM's
  * recompute preemption); a decode sequence with no younger victim preempts itself.
+ * Prefix cache (core_prefix.c): blocks are reference counted; full prompt blocks of
+ * requests that carry token keys stay registered under a chained hash after use (free
+ * but cached, evicted LRU), and a request starting its prefill takes its longest cached
+ * prefix (at most n_prompt - 1 tokens) and computes from there.
  *
  * Lifetimes: a request is referenced by at most one running batch at a time. Cancel
  * removes it from every queue and frees its blocks at once, unless a running batch
