@@ -560,9 +560,10 @@ int ms_bench_profile_main(int argc, char **argv) {
     eo.cpu_threads = threads;
     eo.max_num_seqs = max_b;
     eo.max_queued_requests = max_b + 4;
-    /* the cost model is of the work itself: the same pool images are sent again and
-     * again, which the image caches would skip */
+    /* the cost model is of the work itself: the same pool images and prompts are sent
+     * again and again, which the image and prefix caches would skip */
     eo.image_cache_bytes = eo.embedding_cache_bytes = 0;
+    eo.enable_prefix_caching = false;
     prof p = {0};
     ms_error err = {0};
     if (ms_engine_create(&eo, &p.e, &err) != MS_OK) {

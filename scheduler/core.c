@@ -54,6 +54,7 @@ void ms_core_options_default(ms_core_options *o) {
     o->max_model_len = 4096;
     o->priority_aging_s = 2.0;
     o->short_prompt_tokens = 512;
+    o->prefix_caching = true;
 }
 
 /* From the model's tokens per image, not a fixed count: a fixed 512 was below
@@ -210,24 +211,19 @@ static void hash_remove(ms_core *c, core_req *r) {
     *p = r->hash_next;
 }
 
-/* ---- KV blocks ---- */
-static void pool_give(ms_core *c, int32_t device, const int32_t *ids, int32_t n) {
-    core_pool *p = &c->pool[device];
-    for (int32_t i = 0; i < n; i++) p->free_ids[p->n_free++] = ids[i];
-    MS_CHECK(p->n_free <= c->o.kv_blocks);
-}
-
+/* ---- KV blocks (pools: core_prefix.c) ---- */
 void core_kv_release(ms_core *c, core_req *r) {
     if (r->n_blocks > 0) {
-        pool_give(c, r->device, r->blocks, r->n_blocks);
+        core_pool_put(c, r->device, r->blocks, r->n_blocks);
         core_list_remove(&c->pool[r->device].holders, r, LINK_HOLDER);
         r->n_blocks = 0;
     }
+    r->n_registered = 0;
     core_kv_release_copy(c, r);
 }
 
 void core_kv_release_copy(ms_core *c, core_req *r) {
-    if (r->n_copy > 0) pool_give(c, r->copy_device, r->copy_blocks, r->n_copy);
+    if (r->n_copy > 0) core_pool_put(c, r->copy_device, r->copy_blocks, r->n_copy);
     r->n_copy = 0;
 }
 
@@ -237,7 +233,7 @@ bool core_kv_reserve(ms_core *c, core_req *r, int32_t device, int32_t tokens) {
     int32_t need = core_blocks_for(c, tokens) - r->n_blocks;
     if (need <= 0) return true;
     core_pool *p = &c->pool[device];
-    while (p->n_free < need) {
+    while (core_pool_available(c, device) < need) {
         /* youngest holder not in a running batch, younger than r */
         core_req *v = p->holders.tail;
         while (v && (v->inflight > 0 || v == r)) v = v->link[LINK_HOLDER].prev;
@@ -249,7 +245,7 @@ bool core_kv_reserve(ms_core *c, core_req *r, int32_t device, int32_t tokens) {
         r->blocks = ms_xrealloc(r->blocks, (size_t)r->cap_blocks * sizeof *r->blocks);
     }
     bool was_holder = r->n_blocks > 0;
-    for (int32_t i = 0; i < need; i++) r->blocks[r->n_blocks++] = p->free_ids[--p->n_free];
+    for (int32_t i = 0; i < need; i++) r->blocks[r->n_blocks++] = core_pool_take(c, device);
     r->device = device;
     if (!was_holder) list_insert_by_id(&p->holders, r, LINK_HOLDER);
     return true;
@@ -489,10 +485,7 @@ ms_status ms_core_create(const ms_core_options *o, ms_core **out, ms_error *err)
             int32_t dev = o->n_devices[s] > 0 ? o->devices[s][i] : 0;
             core_pool *p = &c->pool[dev];
             if (p->free_ids) continue;
-            p->free_ids = ms_xmalloc((size_t)o->kv_blocks * sizeof(int32_t));
-            /* hand out low ids first */
-            for (int32_t b = 0; b < o->kv_blocks; b++) p->free_ids[b] = o->kv_blocks - 1 - b;
-            p->n_free = o->kv_blocks;
+            core_pool_init(c, p);
             c->stats.kv_blocks_total += o->kv_blocks;
         }
     }
@@ -503,6 +496,8 @@ ms_status ms_core_create(const ms_core_options *o, ms_core **out, ms_error *err)
 }
 
 static void req_free(core_req *r) {
+    free(r->keys);
+    free(r->block_hash);
     free(r->blocks);
     free(r->copy_blocks);
     free(r->images);
@@ -528,7 +523,7 @@ void ms_core_destroy(ms_core *c) {
         }
         free(c->workers[s]);
     }
-    for (int d = 0; d < MS_CORE_MAX_DEVICES; d++) free(c->pool[d].free_ids);
+    for (int d = 0; d < MS_CORE_MAX_DEVICES; d++) core_pool_free(&c->pool[d]);
     free(c->scratch);
     free(c->prefill_q.a);
     free(c->ready_q.a);
@@ -559,6 +554,8 @@ ms_status ms_core_arrive(ms_core *c, const ms_core_req_desc *d, uint64_t *id, ms
     r->heap_idx = -1;
     r->worker = r->slot = -1;
     r->times.arrival = ms_core_now(c);
+    core_prefix_req_init(c, r);
+    r->d.token_keys = NULL; /* copied or unused: the caller's array may go */
     if (d->n_images > 0) {
         r->images = ms_xcalloc((size_t)d->n_images, sizeof *r->images);
         for (int32_t i = 0; i < d->n_images; i++) {
@@ -611,6 +608,7 @@ bool ms_core_pop_finished(ms_core *c, ms_core_finished *out) {
     out->prompt_tokens = r->d.n_prompt;
     out->completion_tokens = r->generated;
     out->n_preemptions = r->n_preemptions;
+    out->cached_tokens = r->cached_tokens;
     out->times = r->times;
     req_free(r);
     return true;
@@ -733,7 +731,7 @@ void ms_core_stats_get(const ms_core *c, ms_core_stats *out) {
     out->stage[MS_STAGE_DECODE].queued = c->decode_q.n;
     int32_t used = 0;
     for (int d = 0; d < MS_CORE_MAX_DEVICES; d++)
-        if (c->pool[d].free_ids) used += c->o.kv_blocks - c->pool[d].n_free;
+        if (c->pool[d].free_ids) used += c->o.kv_blocks - core_pool_available(c, d);
     out->kv_blocks_used = used;
     out->active = c->active;
 }
@@ -742,8 +740,8 @@ int32_t ms_core_active(const ms_core *c) { return c->active; }
 void ms_core_count_rejected(ms_core *c) { c->stats.rejected++; }
 
 int32_t ms_core_kv_free(const ms_core *c, int32_t device) {
-    if (device < 0 || device >= MS_CORE_MAX_DEVICES) return 0;
-    return c->pool[device].n_free;
+    if (device < 0 || device >= MS_CORE_MAX_DEVICES || !c->pool[device].free_ids) return 0;
+    return core_pool_available(c, device);
 }
 
 int32_t ms_core_block_size(const ms_core *c) { return c->o.block_size; }

@@ -33,6 +33,10 @@
  * request holding blocks there and not in a running batch is preempted: its blocks are
  * freed and it goes back to PREFILL to recompute prompt + generated tokens (vLLM's
  * recompute preemption); a decode sequence with no younger victim preempts itself.
+ * Prefix cache (core_prefix.c): blocks are reference counted; full prompt blocks of
+ * requests that carry token keys stay registered under a chained hash after use (free
+ * but cached, evicted LRU), and a request starting its prefill takes its longest cached
+ * prefix (at most n_prompt - 1 tokens) and computes from there.
  *
  * Lifetimes: a request is referenced by at most one running batch at a time. Cancel
  * removes it from every queue and frees its blocks at once, unless a running batch
@@ -45,6 +49,7 @@
 #define MS_SCHED_CORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/ms_common.h"
@@ -113,6 +118,12 @@ typedef struct ms_core_stats {
     uint64_t rejected;         /* refused by admission control (MS_ERR_BUSY) */
     uint64_t finished[MS_FINISH_COUNT];
     uint64_t preemptions;
+    /* prefix cache (see ms_core_options.prefix_caching), over all devices */
+    uint64_t prefix_queried_tokens;  /* prompt tokens of requests looked up */
+    uint64_t prefix_hit_tokens;      /* of those, served from cached blocks */
+    uint64_t prefix_evictions;       /* cached blocks taken back for new data */
+    uint64_t prefix_hash_collisions; /* hash matches refused: other content or prefix */
+    int32_t kv_blocks_cached;        /* blocks registered in the cache (in use or free) */
 } ms_core_stats;
 
 /* Batch size -> histogram bucket (0 for 1, 1 for 2, 2 for 3-4, ...). */
@@ -145,11 +156,17 @@ typedef struct ms_core_options {
     double priority_aging_s;               /* see ms_core_arrive: priority penalty unit */
     int32_t short_prompt_tokens;           /* text tokens a "short" image request may have
                                               beside one image: ms_core_large_prompt_tokens */
+    /* Prefix caching (default on): full prompt blocks of requests that carry token_keys
+     * stay cached (LRU) after use, and a request reuses its longest cached prefix. */
+    bool prefix_caching;
+    int32_t prefix_hash_bits;              /* test hook: keep the low 1..63 bits of block
+                                              hashes (forces collisions); 0 = all 64 */
 } ms_core_options;
 
 /* Defaults: disagg, 1 worker per stage (2 preprocess), device 0, block 16, 4096
  * blocks, 256 seqs, 2048 batched tokens, 16 images, 1024 queued, model len 4096,
- * aging 2 s, short prompt 512 (text beside one image). The clock is left NULL (the caller must set it). */
+ * aging 2 s, short prompt 512 (text beside one image), prefix caching on. The clock is
+ * left NULL (the caller must set it). */
 void ms_core_options_default(ms_core_options *o);
 /* The prompt length (tokens, images expanded) above which a request with images is
  * "large" for prefill priority (see ms_core_arrive): one image of the model
@@ -174,7 +191,18 @@ typedef struct ms_core_req_desc {
     int32_t priority;          /* 0 normal; larger waits longer (vLLM style), >= 0 */
     bool skip_preprocess;      /* images are already decoded (simulator, tests) */
     void *user;                /* driver's per-request data, handed back in items */
+    /* NULL (no prefix caching for this request), or (n_prompt) the content of each
+     * prompt position: the token id, or MS_CORE_IMAGE_KEY(image byte hash) at an image
+     * token. Copied by ms_core_arrive. */
+    const uint64_t *token_keys;
 } ms_core_req_desc;
+
+/* The key of an image token position: the image's 64-bit byte hash with the top bit
+ * set, so it never equals a token id. */
+#define MS_CORE_IMAGE_KEY(image_hash) ((uint64_t)(image_hash) | (1ull << 63))
+/* 64-bit FNV-1a of the bytes (seeded), finalised with splitmix's mixer: the block hash
+ * of the prefix cache and the engine's image byte hash. */
+uint64_t ms_core_hash_bytes(const void *data, size_t n, uint64_t seed);
 
 /* A new request. MS_ERR_BUSY when max_queued_requests requests are active,
  * MS_ERR_LIMIT when n_prompt + 1 exceeds max_model_len or the KV pool, MS_ERR_INVALID
@@ -268,6 +296,7 @@ typedef struct ms_core_finished {
     int32_t prompt_tokens;
     int32_t completion_tokens;
     int32_t n_preemptions;
+    int32_t cached_tokens;     /* prompt tokens served from the prefix cache (first pass) */
     ms_request_times times;
 } ms_core_finished;
 bool ms_core_pop_finished(ms_core *c, ms_core_finished *out);
@@ -280,7 +309,7 @@ void ms_core_count_rejected(ms_core *c);
 int32_t ms_core_block_size(const ms_core *c);
 int32_t ms_core_kv_blocks(const ms_core *c); /* per device pool */
 const ms_core_options *ms_core_options_of(const ms_core *c);
-/* Free blocks of one device's pool. */
+/* Free blocks of one device's pool (cached blocks no request holds included). */
 int32_t ms_core_kv_free(const ms_core *c, int32_t device);
 
 #endif

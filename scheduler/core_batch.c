@@ -140,6 +140,7 @@ const ms_core_batch *core_batch_prefill(ms_core *c, core_worker *w) {
             core_kv_release(c, r); /* that device lost its prefill workers: recompute here */
             r->n_cached = 0;
         }
+        core_prefix_match(c, r, w->device); /* a fresh start: skip the cached prefix */
         int32_t remaining = r->n_known - r->n_cached;
         int32_t chunk = remaining < budget ? remaining : budget;
         if (!core_kv_reserve(c, r, w->device, r->n_cached + chunk)) {
@@ -170,7 +171,10 @@ static bool admit_cross_device(ms_core *c, core_req *r, int32_t device) {
     r->n_copy = r->n_blocks;
     r->copy_device = r->device;
     r->n_blocks = 0;
-    if (core_kv_reserve(c, r, device, r->n_known)) return true;
+    if (core_kv_reserve(c, r, device, r->n_known)) {
+        r->n_registered = 0; /* the copies are private; the source blocks stay cached */
+        return true;
+    }
     /* undo: the request keeps its blocks where they are */
     memcpy(r->blocks, r->copy_blocks, (size_t)r->n_copy * sizeof(int32_t));
     r->n_blocks = r->n_copy;
@@ -230,7 +234,7 @@ const ms_core_batch *core_batch_mono(ms_core *c, core_worker *w) {
             r->n_cached = 0;
         }
         int32_t need = core_blocks_for(c, r->n_known + 1) - r->n_blocks;
-        if (need > c->pool[w->device].n_free) break;
+        if (need > core_pool_available(c, w->device)) break;
         core_heap_pop(&c->ready_q);
         core_set_add(w, r);
         r->state = RS_OWNED;
@@ -263,6 +267,7 @@ const ms_core_batch *core_batch_mono(ms_core *c, core_worker *w) {
         core_req *r = c->scratch[i];
         if (r->state != RS_OWNED || r->worker != w->id || r->images_done < r->d.n_images) continue;
         if (r->inflight > 0) continue;
+        core_prefix_match(c, r, w->device);
         int32_t remaining = r->n_known - r->n_cached;
         int32_t chunk = remaining < budget ? remaining : budget;
         if (!core_kv_reserve(c, r, w->device, r->n_cached + chunk)) break;
@@ -316,6 +321,7 @@ static void llm_done(ms_core *c, core_req *r, const ms_core_item *it, const ms_c
     }
     bool mono = c->o.mode == MS_MODE_MONOLITHIC;
     r->n_cached = it->pos0 + it->n_tokens;
+    if (it->is_prefill) core_prefix_register(c, r);
     if (!it->samples) { /* a chunk of a long prompt: back in line for the next */
         if (!mono) core_to_prefill(c, r);
         return;

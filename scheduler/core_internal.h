@@ -68,6 +68,16 @@ struct core_req {
     int32_t copy_device;
     int32_t *copy_blocks;
     int32_t n_copy;
+    /* prefix cache: keys (n_prompt, copied), chained hashes of the full prompt blocks;
+     * blocks [0, n_registered) of the table are registered (or deduplicated), the last
+     * of them as reg_tail (generation reg_tail_gen) in the cache */
+    uint64_t *keys;
+    uint64_t *block_hash;
+    int32_t n_hash_blocks;
+    int32_t n_registered;
+    int32_t reg_tail;
+    uint32_t reg_tail_gen;
+    int32_t cached_tokens;     /* reported: prompt tokens served from the cache */
     core_image *images;        /* (n_images) */
     core_link link[LINK_COUNT];
     core_req *hash_next;
@@ -98,9 +108,12 @@ typedef struct core_worker {
     int32_t n_set, cap_set;
 } core_worker;
 
+typedef struct core_prefix core_prefix; /* core_prefix.c */
+
 typedef struct core_pool {
-    int32_t *free_ids;         /* (kv_blocks) stack */
+    int32_t *free_ids;         /* (kv_blocks) stack of uncached free blocks */
     int32_t n_free;
+    core_prefix *px;           /* refcounts, cache, LRU; NULL without prefix caching */
     core_list holders;         /* requests holding blocks here, by id (arrival) order */
 } core_pool;
 
@@ -159,6 +172,23 @@ void core_preprocess_done(ms_core *c, core_req *r, ms_status st);
 void core_worker_hand_back(ms_core *c, core_worker *w);
 void core_encode_unqueue(ms_core *c, core_image *img);
 void core_holder_insert(ms_core *c, core_req *r);
+
+/* ---- core_prefix.c ---- */
+void core_pool_init(ms_core *c, core_pool *p);
+void core_pool_free(core_pool *p);
+/* Uncached free blocks + cached blocks no request holds. */
+int32_t core_pool_available(const ms_core *c, int32_t device);
+/* A block for a table (ref 1): an uncached one, else the LRU cached one (evicted). */
+int32_t core_pool_take(ms_core *c, int32_t device);
+/* Drops a reference to each block; unheld ones become free (cached ones stay cached). */
+void core_pool_put(ms_core *c, int32_t device, const int32_t *ids, int32_t n);
+/* At arrive: copies the keys and hashes the full prompt blocks (caching on, keys given). */
+void core_prefix_req_init(ms_core *c, core_req *r);
+/* r holds no blocks and nothing is computed: takes its longest cached prefix on
+ * `device` (at most n_prompt - 1 tokens) into its table and sets n_cached. */
+void core_prefix_match(ms_core *c, core_req *r, int32_t device);
+/* After a prefill chunk: registers r's newly full, computed prompt blocks. */
+void core_prefix_register(ms_core *c, core_req *r);
 
 /* ---- core_batch.c ---- */
 const ms_core_batch *core_batch_preprocess(ms_core *c, core_worker *w);

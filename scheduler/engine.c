@@ -30,6 +30,7 @@ void ms_engine_options_default(ms_engine_options *o) {
     o->priority_aging_s = 2.0;
     o->short_prompt_tokens = 512;
     o->image_cache_bytes = o->embedding_cache_bytes = -1; /* defaults, see engine.h */
+    o->enable_prefix_caching = true;
 }
 
 void ms_request_params_default(ms_request_params *p) {
@@ -229,6 +230,8 @@ ms_status ms_engine_create(const ms_engine_options *o, ms_engine **out, ms_error
     co.max_queued_requests = o->max_queued_requests;
     co.priority_aging_s = o->priority_aging_s;
     co.short_prompt_tokens = o->short_prompt_tokens;
+    co.prefix_caching = o->enable_prefix_caching;
+    co.prefix_hash_bits = o->prefix_hash_bits;
 
     ms_status st = parse_devices("encode", o->encode_devices, co.devices[MS_STAGE_ENCODE],
                                  &co.n_devices[MS_STAGE_ENCODE], err);
@@ -359,6 +362,7 @@ static void *reaper_main(void *arg) {
             res.prompt_tokens = f.prompt_tokens;
             res.completion_tokens = f.completion_tokens;
             res.n_preemptions = f.n_preemptions;
+            res.cached_tokens = f.cached_tokens;
             res.times = f.times;
             if (r->on_done) r->on_done(r->user, &res);
             eng_req_free(e, r);
@@ -382,6 +386,31 @@ void eng_req_free(ms_engine *e, eng_req *r) {
     free(r->tokens);
     free(r->stop_ids);
     free(r);
+}
+
+/* The prefix cache's key of each expanded prompt position: the token id, or the key of
+ * the image an image token belongs to (keys (n), images in prompt order). The image key
+ * is the image cache's (eng_req_images_init hashed the bytes once): its independent
+ * check hash mixed with the length, so the image cache's test hook that truncates its
+ * bucket hash cannot make two images share KV blocks. */
+static void prompt_keys(const ms_engine *e, const eng_req *r, int32_t n, const ms_request_desc *d,
+                        uint64_t *keys) {
+    const int32_t *tokens = r->tokens;
+    int32_t seen = 0, T = e->image_tokens;
+    uint64_t h = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (tokens[i] != e->cfg.image_token_index || d->n_images == 0) {
+            keys[i] = (uint64_t)(uint32_t)tokens[i];
+            continue;
+        }
+        if (seen % T == 0) {
+            int32_t k = seen / T;
+            MS_CHECK(k < d->n_images);
+            h = r->img_key[k].check ^ (r->img_key[k].n_bytes * 0x9e3779b97f4a7c15ull);
+        }
+        keys[i] = MS_CORE_IMAGE_KEY(h);
+        seen++;
+    }
 }
 
 static uint64_t splitmix(uint64_t *s) {
@@ -441,8 +470,14 @@ ms_status ms_engine_submit(ms_engine *e, const ms_request_desc *d, uint64_t *id,
     r->on_done = d->on_done;
     r->user = d->user;
 
+    uint64_t *keys = NULL; /* computed outside the lock, copied by the core */
+    if (e->o.enable_prefix_caching) {
+        keys = ms_xmalloc((size_t)n_exp * sizeof *keys);
+        prompt_keys(e, r, n_exp, d, keys);
+    }
     ms_core_req_desc cd = {.n_prompt = n_exp, .n_images = r->n_encode, .image_tokens = e->image_tokens,
-                           .max_tokens = p->max_tokens, .priority = p->priority, .user = r};
+                           .max_tokens = p->max_tokens, .priority = p->priority, .user = r,
+                           .token_keys = keys};
     pthread_mutex_lock(&e->mu);
     uint64_t seed = p->has_seed ? p->seed : splitmix(&e->seed_state);
     ms_sampler_init(&r->sampler, (ms_sample_params){p->temperature, p->top_k, p->top_p}, seed);
@@ -454,6 +489,7 @@ ms_status ms_engine_submit(ms_engine *e, const ms_request_desc *d, uint64_t *id,
         pthread_cond_broadcast(&e->work_cv);
     }
     pthread_mutex_unlock(&e->mu);
+    free(keys);
     if (st != MS_OK) {
         eng_req_free(e, r);
         return st;

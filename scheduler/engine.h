@@ -72,6 +72,11 @@ typedef struct ms_engine_options {
      * default 2 GiB on CUDA, 256 MiB on the CPU). */
     int64_t image_cache_bytes;
     int64_t embedding_cache_bytes;
+    /* Prefix caching (default on, vLLM's --enable-prefix-caching): the KV of full prompt
+     * blocks stays cached after a request, keyed by its token ids and image byte hashes,
+     * and a request with the same prefix reuses it (see docs/scheduler.md). */
+    bool enable_prefix_caching;
+    int32_t prefix_hash_bits;      /* test hook: block hashes cut to this many bits (0: 64) */
 } ms_engine_options;
 
 void ms_engine_options_default(ms_engine_options *o);
@@ -106,6 +111,7 @@ typedef struct ms_request_result {
     int32_t prompt_tokens;         /* after image expansion */
     int32_t completion_tokens;
     int32_t n_preemptions;
+    int32_t cached_tokens;         /* prompt tokens served from the prefix cache */
     ms_request_times times;        /* on ms_time_now()'s clock */
 } ms_request_result;
 

@@ -39,10 +39,11 @@ server=
 stop_server() { [ -z "$server" ] || { kill -TERM "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; server=; }; }
 trap stop_server EXIT
 start_server() { # MODE: starts `serve` with the engine settings above, sets $url
-  # image caches off: the 16 pool images repeat, and the simulator's cost model is of
-  # the uncached work (simulate --embedding-cache-images models only the embedding cache)
+  # image and prefix caches off: the 16 pool images repeat, and the simulator's cost
+  # model is of the uncached work (simulate --embedding-cache-images models only the
+  # embedding cache; prefix caching is not simulated)
   "$ms" serve --model "$out/tiny" --device cpu --port 0 --mode "$1" --threads 1 "${engine[@]}" \
-    --image-cache-bytes 0 --embedding-cache-bytes 0 >"$out/server-$1.log" 2>&1 &
+    --image-cache-bytes 0 --embedding-cache-bytes 0 --no-enable-prefix-caching >"$out/server-$1.log" 2>&1 &
   server=$!
   url=
   for _ in $(seq 1 300); do

@@ -76,6 +76,8 @@ static void serve_usage(FILE *out) {
             "  --embedding-cache-bytes N   image embeddings kept by the image's bytes (on the\n"
             "                              encoding device; a hit skips preprocess + encode);\n"
             "                              0 = off (default 2G on CUDA, 256M on the CPU)\n"
+            "  --enable-prefix-caching     reuse the KV of cached prompt prefixes (default on);\n"
+            "  --no-enable-prefix-caching  turns it off\n"
             "%s"
             "\n"
             "Exit status: 0 after a clean shutdown, 1 on a startup error, 2 on a usage error.\n",
@@ -142,6 +144,10 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         if (strncmp(a, "--", 2)) {
             fprintf(stderr, "modserve serve: unexpected argument '%s' (see --help)\n", a);
             return 2;
+        }
+        if (!strcmp(a, "--enable-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching")) {
+            o->eng.enable_prefix_caching = a[2] == 'e'; /* switches: no value */
+            continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "modserve serve: %s needs a value (see --help)\n", a);

@@ -108,7 +108,8 @@ static void add_head(ms_gen *g, ms_sbuf *b, bool chunk) {
 
 static void add_usage(ms_gen *g, ms_sbuf *b) {
     const int32_t p = g->res.prompt_tokens, c = completion_tokens(g);
-    ms_sbuf_addf(b, ",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}", p, c, p + c);
+    ms_sbuf_addf(b, ",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d,"
+                 "\"prompt_tokens_details\":{\"cached_tokens\":%d}}", p, c, p + c, g->res.cached_tokens);
 }
 
 static void add_extension(ms_gen *g, ms_sbuf *b) {

@@ -140,6 +140,19 @@ static void engine_lines(ms_sbuf *b, const ms_engine_stats *st) {
                      ms_finish_reason_name((ms_finish_reason)r), (unsigned long long)st->finished[r]);
     head(b, "modserve_preemptions_total", "counter", "Sequences preempted for KV space (recomputed)");
     ms_sbuf_addf(b, "modserve_preemptions_total %llu\n", (unsigned long long)st->preemptions);
+    /* prefix cache, in prompt tokens as vLLM's prefix_cache_queries / _hits */
+    head(b, "modserve_prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache");
+    ms_sbuf_addf(b, "modserve_prefix_cache_queries_total %llu\n", (unsigned long long)st->prefix_queried_tokens);
+    head(b, "modserve_prefix_cache_hits_total", "counter", "Prompt tokens served from the prefix cache");
+    ms_sbuf_addf(b, "modserve_prefix_cache_hits_total %llu\n", (unsigned long long)st->prefix_hit_tokens);
+    head(b, "modserve_prefix_cache_hit_rate", "gauge", "Prefix cache hits / queries (tokens), 0 before any query");
+    ms_sbuf_addf(b, "modserve_prefix_cache_hit_rate %.6f\n",
+                 st->prefix_queried_tokens ? (double)st->prefix_hit_tokens / (double)st->prefix_queried_tokens : 0.0);
+    head(b, "modserve_prefix_cache_evictions_total", "counter", "Cached KV blocks evicted (LRU) for new data");
+    ms_sbuf_addf(b, "modserve_prefix_cache_evictions_total %llu\n", (unsigned long long)st->prefix_evictions);
+    head(b, "modserve_kv_blocks_cached", "gauge",
+         "KV blocks holding a cached prefix (in use or free), part of the capacity");
+    ms_sbuf_addf(b, "modserve_kv_blocks_cached %d\n", st->kv_blocks_cached);
 }
 
 /* The image caches: hits, misses, cached bytes and evictions, by cache. */

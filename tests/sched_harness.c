@@ -31,23 +31,46 @@ static void expand_prompt(sim *s, sim_req *r, int32_t idx) {
     uint32_t h = 12345u + seed * 7919u;
     int32_t n = 0;
     int32_t text_before = r->n_images > 0 ? r->n_text / 2 : r->n_text;
-    for (int32_t i = 0; i < text_before; i++) r->tokens[n++] = (int32_t)((h = mix(h, i)) % 1000u) + 1;
+    for (int32_t i = 0; i < text_before; i++) {
+        if (r->diverge_at > 0 && i == r->diverge_at) h = 12345u + r->diverge_seed * 7919u;
+        r->tokens[n++] = (int32_t)((h = mix(h, i)) % 1000u) + 1;
+    }
     for (int32_t k = 0; k < r->n_images; k++)
         for (int32_t t = 0; t < s->image_tokens; t++) r->tokens[n++] = -1 - k;
-    for (int32_t i = text_before; i < r->n_text; i++) r->tokens[n++] = (int32_t)((h = mix(h, i)) % 1000u) + 1;
+    for (int32_t i = text_before; i < r->n_text; i++) {
+        if (r->diverge_at > 0 && i == r->diverge_at) h = 12345u + r->diverge_seed * 7919u;
+        r->tokens[n++] = (int32_t)((h = mix(h, i)) % 1000u) + 1;
+    }
     r->n_tokens = r->n_prompt = n;
 }
+
+/* The content key of position p: the token, or the image's id for an image token. */
+static uint64_t key_of(const sim *s, const sim_req *r, int32_t p) {
+    int32_t tok = r->tokens[p];
+    if (tok >= 0) return (uint64_t)tok;
+    int32_t k = -1 - tok;
+    uint64_t id = k < 8 && r->image_id[k] ? r->image_id[k] : 0x100000u + (uint64_t)(r - s->reqs) * 64u + (uint64_t)k;
+    return MS_CORE_IMAGE_KEY(id);
+}
+
+static uint64_t ctx_mix(uint64_t h, uint64_t key) { return ms_core_hash_bytes(&key, sizeof key, h); }
 
 static void submit_due(sim *s) {
     for (int32_t i = 0; i < s->n_reqs; i++) {
         sim_req *r = &s->reqs[i];
         if (r->submitted || r->at > s->now) continue;
         expand_prompt(s, r, i);
+        uint64_t *keys = NULL;
+        if (r->keys) {
+            keys = malloc((size_t)r->n_prompt * sizeof *keys);
+            for (int32_t p = 0; p < r->n_prompt; p++) keys[p] = key_of(s, r, p);
+        }
         ms_core_req_desc d = {.n_prompt = r->n_prompt, .n_images = r->n_images,
                               .image_tokens = s->image_tokens, .max_tokens = r->max_tokens,
-                              .priority = r->priority, .user = r};
+                              .priority = r->priority, .user = r, .token_keys = keys};
         ms_error err;
         ms_status st = ms_core_arrive(s->core, &d, &r->id, &err);
+        free(keys); /* the core keeps a copy */
         MS_CHECKF(st == MS_OK, "arrive: %s", err.msg);
         r->submitted = true;
     }
@@ -95,21 +118,29 @@ static void run_llm_item(sim *s, const ms_core_item *it, ms_core_item_result *re
                 int32_t src = it->copy_src[b] * bs + o, dst = it->block_table[b] * bs + o;
                 s->kv_owner[dev][dst] = s->kv_owner[it->copy_device][src];
                 s->kv_token[dev][dst] = s->kv_token[it->copy_device][src];
+                s->kv_ctx[dev][dst] = s->kv_ctx[it->copy_device][src];
             }
         s->copies++;
     }
     uint32_t h = 77u;
+    uint64_t ctx = 0; /* what a real model's KV at p depends on: every key up to p */
     for (int32_t p = 0; p < it->pos0; p++) {
         int32_t sl = slot_of(s, it, p);
-        if (s->kv_owner[dev][sl] != idx + 1 || s->kv_token[dev][sl] != r->tokens[p]) s->kv_errors++;
+        ctx = ctx_mix(ctx, key_of(s, r, p));
+        bool other = s->kv_owner[dev][sl] != idx + 1;
+        if ((other && !r->keys) || s->kv_token[dev][sl] != r->tokens[p] || s->kv_ctx[dev][sl] != ctx)
+            s->kv_errors++;
+        s->shared_reads += other;
         h = mix(h, s->kv_token[dev][sl]);
     }
     for (int32_t p = it->pos0; p < it->pos0 + it->n_tokens; p++) {
         int32_t tok = r->tokens[p];
         if (tok < 0 && r->image_done_at[-1 - tok] == 0) s->gather_errors++;
         int32_t sl = slot_of(s, it, p);
+        ctx = ctx_mix(ctx, key_of(s, r, p));
         s->kv_owner[dev][sl] = idx + 1;
         s->kv_token[dev][sl] = tok;
+        s->kv_ctx[dev][sl] = ctx;
         h = mix(h, tok);
     }
     if (!it->samples) return;
@@ -158,6 +189,7 @@ bool sim_run(sim *s, double max_time) {
     for (int d = 0; d < 4; d++) {
         s->kv_owner[d] = calloc((size_t)s->kv_slots, sizeof(int32_t));
         s->kv_token[d] = calloc((size_t)s->kv_slots, sizeof(int32_t));
+        s->kv_ctx[d] = calloc((size_t)s->kv_slots, sizeof(uint64_t));
     }
     for (;;) {
         submit_due(s);
@@ -200,6 +232,7 @@ void sim_free(sim *s) {
     for (int d = 0; d < 4; d++) {
         free(s->kv_owner[d]);
         free(s->kv_token[d]);
+        free(s->kv_ctx[d]);
     }
     ms_core_destroy(s->core);
     s->core = NULL;
@@ -215,6 +248,8 @@ int32_t sim_compare_alone(const sim_req *reqs, int32_t n, int32_t image_tokens) 
         one->n_images = reqs[i].n_images;
         one->max_tokens = reqs[i].max_tokens;
         one->no_stop = reqs[i].no_stop;
+        one->diverge_at = reqs[i].diverge_at; /* alone and without keys: nothing cached */
+        one->diverge_seed = reqs[i].diverge_seed;
         sim s;
         ms_core_options o;
         ms_core_options_default(&o);

@@ -22,6 +22,10 @@ typedef struct sim_req {
     bool fail_preprocess;      /* the "image" is bad */
     double cancel_at;          /* > 0: cancel at this time */
     uint32_t prompt_seed;      /* 0: index + 1 */
+    int32_t diverge_at;        /* > 0: text tokens from this index on use diverge_seed */
+    uint32_t diverge_seed;
+    bool keys;                 /* pass token keys: prefix caching applies */
+    uint32_t image_id[8];      /* content of image k (0: unique to this request) */
     /* filled by the run */
     uint64_t id;
     bool submitted, done;
@@ -67,7 +71,10 @@ typedef struct sim {
     int32_t *kv_owner[4], *kv_token[4];
     int32_t kv_slots;
     int32_t max_prefill_tokens_seen;
-    int32_t kv_errors;         /* reads that found another request's data */
+    uint64_t *kv_ctx[4];       /* hash of the keys of positions [0, p] of the writer */
+    int32_t kv_errors;         /* reads that found another prefix's data (or, for requests
+                                  without keys, another request's data) */
+    int32_t shared_reads;      /* cached positions read that another request wrote */
     int32_t gather_errors;     /* prefill of an image token before its image was encoded */
     int32_t copies;            /* cross-device hand-offs executed */
     int64_t batches;

@@ -331,7 +331,7 @@ int main(void) {
              LONG_TOKENS);
     const char *model = ms_test_tiny_model(1, "f32");
     srv_proc srv;
-    if (!srv_start(&srv, model, "--kv-blocks 256 --max-num-batched-tokens 64")) {
+    if (!srv_start(&srv, model, "--kv-blocks 256 --max-model-len 4096 --max-num-batched-tokens 64")) {
         fprintf(stderr, "server did not start\n");
         return 1;
     }
