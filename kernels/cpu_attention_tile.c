@@ -1,0 +1,105 @@
+/*
+ * One attention tile against key blocks, flash-style: for each block of keys, scores
+ * S = scale * Q K^T with one sgemm, then per row the running max, the rescale of what
+ * was accumulated under the old max, P = exp(S - max) (masked keys get 0), and
+ * acc += P V with a second sgemm. The result equals the plain max-subtracted softmax
+ * (exp(s - m_old) * exp(m_old - m_new) instead of exp(s - m_new): a rounding or two);
+ * the softmax sum stays in double. OpenBLAS is single-threaded here (cpu_matmul.c):
+ * the caller runs tiles on the backend's pool.
+ */
+#include "kernels/cpu_attention_tile.h"
+
+#include "kernels/ms_common.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ms_attn_tile_init(ms_attn_tile *t, int64_t max_rows, int64_t D) {
+    const size_t R = (size_t)(max_rows > 0 ? max_rows : 1), d = (size_t)(D > 0 ? D : 1);
+    const size_t KB = MS_ATTN_KEY_BLOCK;
+    *t = (ms_attn_tile){.D = D};
+    t->q = ms_xmalloc(R * d * sizeof(float));
+    t->n_keys = ms_xmalloc(R * sizeof(int64_t));
+    t->acc = ms_xmalloc(R * d * sizeof(float));
+    t->row_max = ms_xmalloc(R * sizeof(float));
+    t->row_sum = ms_xmalloc(R * sizeof(double));
+    t->p = ms_xmalloc(R * KB * sizeof(float));
+    t->k = ms_xmalloc(KB * d * sizeof(float));
+    t->v = ms_xmalloc(KB * d * sizeof(float));
+}
+
+void ms_attn_tile_free(ms_attn_tile *t) {
+    free(t->q);
+    free(t->n_keys);
+    free(t->acc);
+    free(t->row_max);
+    free(t->row_sum);
+    free(t->p);
+    free(t->k);
+    free(t->v);
+    *t = (ms_attn_tile){0};
+}
+
+void ms_attn_tile_begin(ms_attn_tile *t) {
+    memset(t->acc, 0, (size_t)(t->rows * t->D) * sizeof(float));
+    for (int64_t r = 0; r < t->rows; r++) {
+        t->row_max[r] = -INFINITY;
+        t->row_sum[r] = 0.0;
+    }
+}
+
+/* Row r's part of one key block: p[0..nk) holds its scaled scores; keys from `lim` on
+ * are masked. Turns the scores into exp(s - new max) and rescales acc and the sum. */
+static void softmax_block_row(ms_attn_tile *t, int64_t r, float *p, int64_t nk, int64_t lim) {
+    float mx = t->row_max[r];
+    for (int64_t j = 0; j < lim; j++) mx = p[j] > mx ? p[j] : mx;
+    /* the first block a row sees has nothing to rescale (and -inf - -inf is NaN) */
+    const float corr = t->row_max[r] == -INFINITY ? 0.0f : expf(t->row_max[r] - mx);
+    double sum = 0.0;
+    for (int64_t j = 0; j < lim; j++) {
+        p[j] = expf(p[j] - mx);
+        sum += p[j];
+    }
+    for (int64_t j = lim; j < nk; j++) p[j] = 0.0f;
+    if (corr != 1.0f) {
+        float *a = t->acc + r * t->D;
+        for (int64_t d = 0; d < t->D; d++) a[d] *= corr;
+    }
+    t->row_sum[r] = t->row_sum[r] * corr + sum;
+    t->row_max[r] = mx;
+}
+
+void ms_attn_tile_keys(ms_attn_tile *t, int64_t key0, int64_t nk, const float *k, int64_t ldk,
+                       const float *v, int64_t ldv, float scale) {
+    MS_CHECK(nk > 0 && nk <= MS_ATTN_KEY_BLOCK);
+    /* Rows that see at least one of these keys: with rows ordered by position (as both
+     * callers do) they are a suffix, so the products skip the rows before it. */
+    int64_t r0 = t->rows, r1 = 0;
+    for (int64_t r = 0; r < t->rows; r++)
+        if (t->n_keys[r] > key0) {
+            r0 = r < r0 ? r : r0;
+            r1 = r + 1;
+        }
+    if (r0 >= r1) return;
+    const int64_t M = r1 - r0, D = t->D, KB = MS_ATTN_KEY_BLOCK;
+    float *p = t->p + r0 * KB; /* [M, KB] */
+    /* p = scale * q k^T   ([M, D] x [nk, D]^T) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nk, (int)D, scale,
+                t->q + r0 * D, (int)D, k, (int)ldk, 0.0f, p, (int)KB);
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t lim = t->n_keys[r] - key0;
+        lim = lim < 0 ? 0 : lim > nk ? nk : lim;
+        softmax_block_row(t, r, p + (r - r0) * KB, nk, lim);
+    }
+    /* acc += p v   ([M, nk] x [nk, D]) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)D, (int)nk, 1.0f, p,
+                (int)KB, v, (int)ldv, 1.0f, t->acc + r0 * D, (int)D);
+}
+
+void ms_attn_tile_row_out(const ms_attn_tile *t, int64_t r, float *out) {
+    const float inv = t->row_sum[r] > 0.0 ? (float)(1.0 / t->row_sum[r]) : 0.0f;
+    const float *a = t->acc + r * t->D;
+    for (int64_t d = 0; d < t->D; d++) out[d] = a[d] * inv;
+}
