@@ -40,6 +40,13 @@ static void case_long_prefill(tbo_size size) {
         const int32_t l577[1] = {577}, l2k[2] = {70, 2048}, l4k[1] = {4096};
         tbo_run_attention(l577, 1, full ? 8 : 4, full ? 2 : 1, full ? 128 : 16, true);
         tbo_run_attention(l577, 1, full ? 8 : 2, 1, full ? 64 : 16, false);
+        /* the CPU's tiles (cpu_attention_tile.h): 21 positions x 3 heads, keys in blocks
+         * of 512. 1,100 rows end mid-tile, causal rows cross key blocks at 512 and 1,024;
+         * 601 rows: 8 positions x 8 heads a tile, a last key block of 89. */
+        const int32_t l1100[2] = {1100, 30};
+        tbo_run_attention(l1100, 2, 6, 2, 16, true);
+        const int32_t l601[1] = {601};
+        tbo_run_attention(l601, 1, 8, 1, 24, false);
         if (full) {
             tbo_run_attention(l2k, 2, 4, 1, 64, true);
             tbo_run_attention(l4k, 1, 2, 1, 128, true);
@@ -51,6 +58,11 @@ static void case_long_prefill(tbo_size size) {
         tbo_run_paged(16, full ? 8 : 2, full ? 2 : 1, full ? 128 : 16, 3, len,
                       full ? q_full : q_small);
         tbo_run_paged(32, 4, 1, full ? 64 : 16, 2, len + 1, full ? q_full + 1 : q_small + 1);
+        /* a chunk of 100 rows (not a multiple of the CPU's 21-position tiles) at positions
+         * 1,000..1,099, across the key block boundary at 1,024; a whole 530-token prompt
+         * through the cache (block size 7) */
+        const int32_t len_b[2] = {1100, 530}, q_b[2] = {100, 530};
+        tbo_run_paged(7, 6, 2, 16, 2, len_b, q_b);
     }
 }
 
