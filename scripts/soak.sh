@@ -33,7 +33,7 @@ cmake --build "$build" -j "$(nproc)" --target modserve >/dev/null
 ms="$build/modserve"
 rm -rf "$out" && mkdir -p "$out"
 "$ms" model init --preset tiny --seed 1 --out "$out/tiny" >/dev/null
-"$ms" serve --model "$out/tiny" --device cpu --port 0 --encode-workers 2 >"$out/server.log" 2>&1 &
+"$ms" serve --model "$out/tiny" --served-model-name tiny --device cpu --port 0 --encode-workers 2 >"$out/server.log" 2>&1 &
 server=$!
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -106,7 +106,7 @@ growth=$(( (last - first) / 1024 ))
 { echo "soak: $minutes minutes, $i replays, server alive at the end: $alive"
   echo "RSS kB: first $first, last $last, peak $peak; growth ${growth} MB"
   echo "replay requests: $sent sent, $done_ completed, $failed failed"
-  echo "clients that gave up: $cancels; refusal probes: $bad sent, $bad_ok answered 400"
+  echo "clients that gave up: $cancels (server counted $(metric modserve_client_disconnects_total) disconnects); refusal probes: $bad sent, $bad_ok answered 400"
   echo "requests active at the end: $(metric modserve_requests_active), KV blocks used: $(metric modserve_kv_blocks_used)"
 } | tee "$out/summary.txt"
 [ "$alive" = yes ] && [ "$growth" -lt 50 ] && [ "$failed" -eq 0 ] && [ "$bad" -eq "$bad_ok" ]
