@@ -364,8 +364,9 @@ static void exec_llm(eng_worker *w, const ms_core_batch *b) {
         const eng_req *r = it->user;
         MS_CHECK(it->device == w->device && it->n_known == r->n_tokens);
         if (it->n_copy > 0) copy_kv_blocks(w, it);
-        llm_seg parts[2];
+        llm_seg parts[2] = {0}; /* item_segments fills 1 or 2 */
         int32_t k = item_segments(e, it, i, parts);
+        MS_CHECK(k >= 1); /* a batch item has at least one token */
         segs[n_first++] = parts[0];
         if (k == 2) second[n_second++] = parts[1];
     }
