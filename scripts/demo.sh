@@ -31,9 +31,9 @@ echo "demo: server at $url (log: $work/server.log)"
 # 3 minutes of the synthetic sample sent 2x faster than recorded (--time-scale multiplies
 # trace times); at most 8 images a request (the sample has requests with hundreds). The
 # tiny model's context holds every prompt, but on a CPU the window's 43 prompts over
-# 4,096 tokens (up to 27,356) are about 15 minutes of prefill for the one prefill
-# worker, and requests queued behind them time out: without a GPU the demo keeps 30%
-# of the window's requests (--rate-scale 0.3, seeded), as the docs' example does.
+# 4,096 tokens (up to 27,356) keep the one prefill worker busy and the requests behind
+# them wait (whole window: TTFT p50 23 s): without a GPU the demo keeps 30% of the
+# window's requests (--rate-scale 0.3, seeded; TTFT p50 2.5 s), as the docs' example does.
 rate=0.3
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then rate=1; fi
 echo "demo: replaying with --rate-scale $rate"
