@@ -90,7 +90,11 @@ static void usage(FILE *out) {
             "  --profile P         cost model (profile.json); given several times, their mean\n"
             "                      (profiles taken before and after a replay, say)\n"
             "  --out DIR           report folder\n"
-            "  --goodput ttft:MS,tpot:MS[,e2el:MS]\n"
+            "  --goodput ttft:MS,tpot:MS[,e2el:MS]   absolute SLOs; the report also counts the\n"
+            "                      requests that miss them even alone (latency alone from the profile)\n"
+            "  --slo-factor F      ModServe's SLO: F x each request's own latency alone (TTFT and\n"
+            "                      time between tokens, from the profile, per size and images);\n"
+            "                      attainment per class beside the absolute one\n"
             "  --image-policy keep|fit  --max-images N (100)   prompt sizing as in replay, with the\n"
             "                      profile's image tokens\n"
             "  --image-pool N      the replay's --image-pool (default 16): when the profile measured\n"
@@ -116,7 +120,7 @@ int ms_sim_input_flag(ms_sim_options *o, ms_profile_paths *profiles, int argc, c
     const char *a = argv[*i];
     static const char *const k_flags[] = {"--trace",        "--profile",      "--goodput",       "--max-images",
                                           "--image-policy", "--shared-cores", "--worker-threads", "--image-pool",
-                                          "--embedding-cache-images"};
+                                          "--embedding-cache-images", "--slo-factor"};
     size_t k = 0;
     for (; k < sizeof k_flags / sizeof k_flags[0]; k++)
         if (!strcmp(a, k_flags[k])) break;
@@ -136,6 +140,7 @@ int ms_sim_input_flag(ms_sim_options *o, ms_profile_paths *profiles, int argc, c
         profiles->path[profiles->n++] = v;
     }
     else if (k == 2) ok = ms_slo_parse(v, &o->slo, err) == MS_OK;
+    else if (k == 9) ok = ms_slo_factor_parse(v, &o->slo_factor, err) == MS_OK;
     else if (k == 3) ok = (o->max_images = atoi(v)) > 0;
     else if (k == 7) ok = (o->image_pool = atoi(v)) > 0 && o->image_pool <= 1024;
     else if (k == 8) {
@@ -153,7 +158,7 @@ int ms_sim_input_flag(ms_sim_options *o, ms_profile_paths *profiles, int argc, c
     else if (!strcmp(v, "fit")) o->policy = MS_IMAGE_POLICY_FIT;
     else ok = false;
     if (!ok) {
-        if (k != 2) ms_errorf(err, MS_ERR_INVALID, "bad value for %s: '%s'", a, v);
+        if (k != 2 && k != 9) ms_errorf(err, MS_ERR_INVALID, "bad value for %s: '%s'", a, v);
         return -1;
     }
     return 1;
@@ -230,6 +235,9 @@ int ms_bench_simulate_main(int argc, char **argv) {
                  cost.model, cost.device);
     run.target = target;
     ms_report_console(&run, stdout);
+    ms_slo_summary slo_sum;
+    ms_slo_summarize(&run, o.slo_factor, &slo_sum);
+    ms_slo_summary_print(&slo_sum, &o.slo, stdout);
     printf("\nimage costs: %s\n", ss.per_image ? "each request's own images (the profile measured this pool)"
            : cost.images.n ? "mean by image count (the profile measured another pool or seed than --image-pool/--seed)"
                            : "mean by image count");

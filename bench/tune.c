@@ -53,7 +53,7 @@ static void evaluate(const ms_sim_options *base, const ms_trace_set *set, bool m
     }
     ms_bench_metrics m;
     ms_run_metrics(&run, -1, &m);
-    out->attainment = m.attainment;
+    out->attainment = o.slo_factor > 0 ? ms_slo_attainment(&run, -1, o.slo_factor) : m.attainment;
     out->goodput = m.goodput;
     out->meets = m.attainment >= target;
     out->valid = true;
@@ -130,8 +130,10 @@ static void usage(FILE *out) {
             "Finds, by simulation on the selected window, the per-stage worker counts (disagg; one\n"
             "worker = one GPU) with the fewest GPUs that meet the SLO-attainment target, and prints\n"
             "them beside ModServe's scaling rule and the best monolithic count.\n\n"
-            "  --trace F --profile P --goodput ...   as for simulate (--goodput is required; --profile\n"
-            "                      may repeat: their mean)\n"
+            "  --trace F --profile P --goodput ...   as for simulate (--goodput or --slo-factor is\n"
+            "                      required; --profile may repeat: their mean)\n"
+            "  --slo-factor F      SLO = F x each request's latency alone (ModServe's); with --goodput\n"
+            "                      too, a request must meet both\n"
             "  --gpus-max N        largest total to try (default 8)\n"
             "  --target X          SLO attainment to meet, 0-1 (default 0.99)\n"
             "  --image-policy keep|fit  --max-images N\n\n%s\n%s",
@@ -175,7 +177,7 @@ int ms_bench_tune_main(int argc, char **argv) {
         }
         i++;
     }
-    if (!o.trace_path || !profiles.n || !(o.slo.ttft_s > 0 || o.slo.tpot_s > 0 || o.slo.e2e_s > 0)) {
+    if (!o.trace_path || !profiles.n || !(o.slo.ttft_s > 0 || o.slo.tpot_s > 0 || o.slo.e2e_s > 0 || o.slo_factor > 0)) {
         usage(stderr);
         return 2;
     }
