@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/cmd_autoscale.h"
 #include "bench/simulate.h"
 #include "scheduler/engine.h"
 
@@ -110,8 +111,8 @@ static void usage(FILE *out) {
             "                      the pool's images (ids as the replayer sends them): a hit\n"
             "                      skips preprocess and encode (default 0: no cache; a server's\n"
             "                      N is --embedding-cache-bytes / bytes of one image's embedding)\n"
-            "  --no-plots\n\n%s\n%s",
-            ms_sim_core_help, ms_trace_select_help);
+            "  --no-plots\n\n%s\n%s\n%s",
+            ms_sim_core_help, ms_sim_autoscale_help, ms_trace_select_help);
 }
 
 /* Input flags shared by simulate and tune (see simulate.h). Same return convention as
@@ -172,10 +173,14 @@ int ms_bench_simulate_main(int argc, char **argv) {
     const char *out_dir = NULL;
     bool plots = true;
     ms_error err = {0};
+    ms_sim_autoscale_args as;
+    ms_sim_autoscale_args_default(&as);
+    ms_autoscale_config as_cfg = {0};
     for (int i = 1; i < argc; i++) {
         int r = ms_trace_select_flag(&o.sel, argc, argv, &i, &err);
         if (r == 0) r = ms_sim_core_flag(&o.core, argc, argv, &i, &err);
         if (r == 0) r = ms_sim_input_flag(&o, &profiles, argc, argv, &i, &err);
+        if (r == 0) r = ms_sim_autoscale_flag(&as, argc, argv, &i, &err);
         if (r < 0) {
             fprintf(stderr, "bench simulate: %s\n", err.msg);
             return 2;
@@ -218,6 +223,15 @@ int ms_bench_simulate_main(int argc, char **argv) {
         return 1;
     }
     const double t_read = ms_time_now() - t0;
+    if (as.on) {
+        if (ms_sim_autoscale_setup(&as, &o, &set, &as_cfg, &err) != MS_OK) {
+            fprintf(stderr, "bench simulate: %s\n", err.msg);
+            ms_trace_set_free(&set);
+            return 2;
+        }
+        o.autoscale = &as_cfg;
+        o.autoscale_interval_s = as.interval_s;
+    }
     ms_bench_run run;
     ms_sim_stats ss;
     if (ms_simulate_run(&o, &set, &run, &ss, &err) != MS_OK) {
@@ -238,6 +252,7 @@ int ms_bench_simulate_main(int argc, char **argv) {
     ms_slo_summary slo_sum;
     ms_slo_summarize(&run, o.slo_factor, &slo_sum);
     ms_slo_summary_print(&slo_sum, &o.slo, stdout);
+    ms_sim_autoscale_print(&as, &as_cfg, &ss, stdout);
     printf("\nimage costs: %s\n", ss.per_image ? "each request's own images (the profile measured this pool)"
            : cost.images.n ? "mean by image count (the profile measured another pool or seed than --image-pool/--seed)"
                            : "mean by image count");
@@ -264,7 +279,16 @@ int ms_bench_simulate_main(int argc, char **argv) {
         } else {
             printf("report: %s/summary.json, %s/requests.csv%s\n", out_dir, out_dir, plots ? ", plots *.png" : "");
         }
+        if (rc == 0 && as.on) {
+            if (ms_sim_autoscale_write(&ss, out_dir, plots, &err) != MS_OK) {
+                fprintf(stderr, "bench simulate: %s\n", err.msg);
+                rc = 1;
+            } else {
+                printf("autoscale: %s/scaling.csv, %s/workers.dat%s\n", out_dir, out_dir, plots ? ", workers.png" : "");
+            }
+        }
     }
+    ms_sim_stats_free(&ss);
     ms_bench_run_free(&run);
     ms_trace_set_free(&set);
     return rc;

@@ -51,6 +51,7 @@ static void evaluate(const ms_sim_options *base, const ms_trace_set *set, bool m
         ms_log(MS_LOG_WARN, "tune", "%s", err.msg);
         return;
     }
+    ms_sim_stats_free(&ss);
     ms_bench_metrics m;
     ms_run_metrics(&run, -1, &m);
     out->attainment = o.slo_factor > 0 ? ms_slo_attainment(&run, -1, o.slo_factor) : m.attainment;
