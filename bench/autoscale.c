@@ -28,6 +28,26 @@ void ms_autoscaler_init(ms_autoscaler *a, const ms_autoscale_config *cfg) {
     if (c->beta <= 0) c->beta = 0.3;
     if (c->utilization <= 0) c->utilization = 0.85;
     if (c->down_after <= 0) c->down_after = 2;
+    for (int k = 0; k < MS_STAGE_COUNT; k++) a->util[k] = c->utilization;
+}
+
+/* The stages to blame for a missed interval: every stage with a backlog, else the one
+ * with the longest mean wait, else the busiest (by busy time per worker). */
+static void blame(const ms_autoscale_config *c, const ms_autoscale_input *in, bool out[MS_STAGE_COUNT]) {
+    int longest = -1, busiest = -1;
+    double wait = 0, util = -1;
+    bool any_backlog = false;
+    for (int k = 0; k < MS_STAGE_COUNT; k++) {
+        out[k] = false;
+        if (c->capacity[k] <= 0) continue;
+        const double u = in->current[k] > 0 ? in->stage[k].busy_s / (in->current[k] * in->interval_s) : 0;
+        if (u > util) util = u, busiest = k;
+        if (in->stage[k].wait_s > wait) wait = in->stage[k].wait_s, longest = k;
+        any_backlog |= in->stage[k].queued > 0;
+    }
+    for (int k = 0; k < MS_STAGE_COUNT; k++)
+        if (c->capacity[k] > 0)
+            out[k] = any_backlog ? in->stage[k].queued > 0 : k == (longest >= 0 ? longest : busiest);
 }
 
 static int32_t clamp_workers(const ms_autoscale_config *c, int k, double want) {
@@ -43,22 +63,15 @@ static double ceil_units(double x) { return ceil(x - 1e-9); }
 static void decide_modserve(ms_autoscaler *a, const ms_autoscale_input *in, int32_t *target) {
     const ms_autoscale_config *c = &a->cfg;
     const bool missing = in->attainment >= 0 && in->attainment < c->target_attainment;
-    int busiest = -1;
-    double busiest_util = -1;
-    bool any_backlog = false;
-    for (int k = 0; k < MS_STAGE_COUNT; k++) {
-        if (c->capacity[k] <= 0) continue;
-        const double util = in->current[k] > 0 ? in->stage[k].busy_s / (in->current[k] * in->interval_s) : 0;
-        if (util > busiest_util) busiest_util = util, busiest = k;
-        any_backlog |= in->stage[k].queued > 0;
-    }
+    bool blamed[MS_STAGE_COUNT];
+    blame(c, in, blamed);
     for (int k = 0; k < MS_STAGE_COUNT; k++) {
         if (c->capacity[k] <= 0) {
             target[k] = in->current[k];
             continue;
         }
         if (!missing) a->extra[k] = 0; /* attainment recovered: back to the rule */
-        else if (any_backlog ? in->stage[k].queued > 0 : k == busiest) a->extra[k]++;
+        else if (blamed[k]) a->extra[k]++;
         const double rate = in->stage[k].arrived / in->interval_s;
         target[k] = clamp_workers(c, k, ceil_units(rate / c->capacity[k]) + a->extra[k]);
     }
@@ -66,6 +79,15 @@ static void decide_modserve(ms_autoscaler *a, const ms_autoscale_input *in, int3
 
 static void decide_trend(ms_autoscaler *a, const ms_autoscale_input *in, int32_t *target) {
     const ms_autoscale_config *c = &a->cfg;
+    if (in->attainment >= 0) {
+        bool blamed[MS_STAGE_COUNT];
+        blame(c, in, blamed);
+        const bool missing = in->attainment < c->target_attainment;
+        for (int k = 0; k < MS_STAGE_COUNT; k++) {
+            if (missing && blamed[k]) a->util[k] = fmax(0.05, a->util[k] * 0.7);
+            else if (!missing) a->util[k] = fmin(c->utilization, a->util[k] * 1.1);
+        }
+    }
     for (int k = 0; k < MS_STAGE_COUNT; k++) {
         if (c->capacity[k] <= 0) {
             target[k] = in->current[k];
@@ -87,7 +109,7 @@ static void decide_trend(ms_autoscaler *a, const ms_autoscale_input *in, int32_t
          * encoder plans for one more step of the growth it sees. */
         if (k == MS_STAGE_ENCODE) predicted += growth;
         const double demand = predicted + in->stage[k].queued / in->interval_s; /* drain the backlog */
-        const int32_t want = clamp_workers(c, k, ceil_units(demand / (c->capacity[k] * c->utilization)));
+        const int32_t want = clamp_workers(c, k, ceil_units(demand / (c->capacity[k] * a->util[k])));
         if (want >= in->current[k]) {
             target[k] = want;
             a->down_wait[k] = 0;

@@ -13,14 +13,21 @@
  *   static    the counts given, always.
  *   modserve  ModServe's rule: per stage ceil(arrival rate / capacity), plus a reactive
  *             step: for every interval whose SLO attainment is below the target, one
- *             more worker on every stage with a backlog (else on the busiest by busy
- *             time); the extras stay until an interval meets the target.
+ *             more worker on the stage to blame (every stage with a backlog, else the
+ *             one with the longest mean wait, else the busiest); the extras stay until
+ *             an interval meets the target.
  *   trend     ours: the next interval's rate predicted from the last ones (Holt's
  *             linear trend on an EWMA, never below the last rate, so a burst is met at
  *             once), plus the backlog to drain within the next interval, at a target
  *             utilization; up at once, down only after `down_after` intervals that all
  *             want fewer (hysteresis), to the largest of those; the encoder also leads
  *             by the image-token growth (image bursts reach prefill one stage later).
+ *             The planned utilization is learned per stage: an interval below the
+ *             attainment target cuts the blamed stage's (as modserve blames) by 30%,
+ *             one that meets it raises every stage's by 10% back towards the
+ *             configured one, so the headroom the SLO needs (queueing, not only
+ *             throughput, for SLOs relative to the latency alone) is found from the
+ *             attainment instead of guessed.
  */
 #ifndef MS_BENCH_AUTOSCALE_H
 #define MS_BENCH_AUTOSCALE_H
@@ -45,13 +52,16 @@ typedef struct ms_autoscale_stage_load {
     double arrived;      /* load units that arrived (see above) */
     double queued;       /* load units waiting at the interval's end */
     double busy_s;       /* worker-seconds spent running batches */
+    double wait_s;       /* mean queueing delay in the stage of the requests that finished
+                            in the interval (0: none) */
 } ms_autoscale_stage_load;
 
 typedef struct ms_autoscale_input {
     double interval_s;
     ms_autoscale_stage_load stage[MS_STAGE_COUNT];
     int32_t current[MS_STAGE_COUNT];
-    double attainment;   /* of the requests that finished in the interval; < 0: none finished */
+    double attainment;   /* of the requests that finished in the interval and could meet the
+                            SLO alone; < 0: none finished */
 } ms_autoscale_input;
 
 typedef struct ms_autoscale_config {
@@ -73,6 +83,7 @@ typedef struct ms_autoscaler {
     int32_t extra[MS_STAGE_COUNT];      /* modserve: reactive workers added */
     int32_t down_wait[MS_STAGE_COUNT];  /* trend: intervals that wanted fewer so far */
     int32_t down_want[MS_STAGE_COUNT];  /* trend: the largest of those wants */
+    double util[MS_STAGE_COUNT];        /* trend: the learned planned utilization */
 } ms_autoscaler;
 
 void ms_autoscaler_init(ms_autoscaler *a, const ms_autoscale_config *cfg);

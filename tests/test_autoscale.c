@@ -158,6 +158,12 @@ static void test_policy_modserve(void) {
     in.stage[MS_STAGE_PREFILL].busy_s = 1;
     ms_autoscaler_decide(&a, &in, t);
     EXPECT(t[2] == 3 && t[3] == 4);
+    /* ... unless a stage made requests wait: the longest mean wait (encode) gets it */
+    in.stage[MS_STAGE_ENCODE].wait_s = 0.5;
+    in.stage[MS_STAGE_PREFILL].wait_s = 0.1;
+    ms_autoscaler_decide(&a, &in, t);
+    EXPECT(t[1] == 4 && t[2] == 3 && t[3] == 4);
+    in.stage[MS_STAGE_ENCODE].wait_s = in.stage[MS_STAGE_PREFILL].wait_s = 0;
     in.attainment = 1.0; /* recovered: back to the rule */
     ms_autoscaler_decide(&a, &in, t);
     EXPECT(t[1] == 3 && t[2] == 1 && t[3] == 3);
@@ -206,6 +212,21 @@ static void test_policy_trend(void) {
     in.stage[MS_STAGE_DECODE].queued = 150;
     ms_autoscaler_decide(&a, &in, t);
     EXPECT(t[3] == 3 && t[2] == 1);
+    /* attainment feedback: a missed interval blamed on prefill (its wait) cuts its
+     * planned utilization to 0.7: 100/s needs 2 workers; the others keep 1.0. Two
+     * intervals meeting the target raise it back (0.77, 0.847): 2 while < 1 */
+    ms_autoscaler_init(&a, &c);
+    in = load_input(1, load, one);
+    in.attainment = 0.5;
+    in.stage[MS_STAGE_PREFILL].wait_s = 0.3;
+    ms_autoscaler_decide(&a, &in, t);
+    EXPECTF(t[2] == 2 && t[1] == 1 && t[3] == 1, "%d %d %d", t[1], t[2], t[3]);
+    EXPECT_NEAR(a.util[MS_STAGE_PREFILL], 0.7, 1e-12);
+    in.attainment = 1.0;
+    in.current[MS_STAGE_PREFILL] = 2;
+    ms_autoscaler_decide(&a, &in, t);
+    EXPECT_NEAR(a.util[MS_STAGE_PREFILL], 0.77, 1e-12);
+    EXPECT(a.util[MS_STAGE_DECODE] == 1.0);
 }
 
 /* The simulator resizing its pools every 10 s: requests at 0 (1 image, 50 tokens), 5
