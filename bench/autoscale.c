@@ -82,10 +82,13 @@ static void decide_trend(ms_autoscaler *a, const ms_autoscale_input *in, int32_t
     if (in->attainment >= 0) {
         bool blamed[MS_STAGE_COUNT];
         blame(c, in, blamed);
+        /* Give headroom back only with a margin (half the way from the target to 1):
+         * raising it on every interval that just meets the target oscillates. */
         const bool missing = in->attainment < c->target_attainment;
+        const bool comfortable = in->attainment >= 0.5 * (1 + c->target_attainment);
         for (int k = 0; k < MS_STAGE_COUNT; k++) {
             if (missing && blamed[k]) a->util[k] = fmax(0.05, a->util[k] * 0.7);
-            else if (!missing) a->util[k] = fmin(c->utilization, a->util[k] * 1.1);
+            else if (comfortable) a->util[k] = fmin(c->utilization, a->util[k] * 1.1);
         }
     }
     for (int k = 0; k < MS_STAGE_COUNT; k++) {
