@@ -250,8 +250,8 @@ static void scale_arrival(sim_scale *sc, int32_t image_tokens, int32_t prompt, i
     sc->arrived_reqs++;
 }
 
-/* One tick: the policy's decision, applied through the core's resize path. Returns the
- * new slot counts in slots (the driver grows its per-worker arrays to them). */
+/* One tick: the policy's decision, applied through the core's resize path (the driver
+ * then grows its per-worker arrays to the core's slot counts). */
 static void scale_tick(sim_scale *sc, ms_core *core, ms_engine_mode mode, int32_t image_tokens, ms_sim_stats *stats) {
     const double now = sc->next_tick;
     stats->worker_seconds += gpu_workers(sc, mode) * (now - sc->last_t);
@@ -491,14 +491,14 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
             ms_run_request *r = f.user;
             r->chunks = 0;
             finish(r, &f, frontend[r - run->reqs]);
-            /* The policy's attainment leaves out requests that miss the absolute SLO even
-             * alone: no number of workers helps them, and counting them would keep a
-             * reactive policy adding workers forever. */
-            for (int k = 0; k < MS_STAGE_COUNT && k < MS_RUN_STAGES; k++)
+            for (int k = 0; k < MS_STAGE_COUNT && k < MS_RUN_STAGES; k++) /* the policy's waits */
                 if (r->stage_queued[k] >= 0 && r->stage_start[k] >= 0) {
                     scale.wait_sum[k] += r->stage_start[k] - r->stage_queued[k];
                     scale.wait_n[k]++;
                 }
+            /* The policy's attainment leaves out requests that miss the absolute SLO even
+             * alone: no number of workers helps them, and counting them would keep a
+             * reactive policy adding workers forever. */
             if (!ms_slo_cannot_meet_alone(r, &o->slo)) {
                 scale.finished++;
                 scale.good += r->m.ok && (o->slo_factor <= 0 || ms_slo_factor_meets(r, o->slo_factor)) &&
