@@ -144,7 +144,7 @@ ms_status ms_sim_autoscale_write(const ms_sim_stats *ss, const char *dir, bool p
     fprintf(f, "set terminal pngcairo size 1100,650 noenhanced\nset grid\nset key top left\n"
                "set output 'workers.png'\nset title 'Workers per stage (autoscale) and arrivals'\n"
                "set xlabel 'time since start (s)'\nset ylabel 'workers'\nset y2label 'requests/s'\n"
-               "set y2tics\nset ytics nomirror\nset yrange [0:*]\nset y2range [0:*]\n"
+               "set y2tics\nset ytics nomirror\nset yrange [0:*]\nset y2range [0:*]\nset offsets 0,0,0.5,0\n"
                "iv = %g\n"
                "plot 'workers.dat' using ($1+iv):3 with steps lw 2 title 'encode', "
                "'' using ($1+iv):4 with steps lw 2 title 'prefill', '' using ($1+iv):5 with steps lw 2 title 'decode', "
