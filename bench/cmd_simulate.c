@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/cmd_autoscale.h"
 #include "bench/simulate.h"
 #include "scheduler/engine.h"
 
@@ -90,7 +91,11 @@ static void usage(FILE *out) {
             "  --profile P         cost model (profile.json); given several times, their mean\n"
             "                      (profiles taken before and after a replay, say)\n"
             "  --out DIR           report folder\n"
-            "  --goodput ttft:MS,tpot:MS[,e2el:MS]\n"
+            "  --goodput ttft:MS,tpot:MS[,e2el:MS]   absolute SLOs; the report also counts the\n"
+            "                      requests that miss them even alone (latency alone from the profile)\n"
+            "  --slo-factor F      ModServe's SLO: F x each request's own latency alone (TTFT and\n"
+            "                      time between tokens, from the profile, per size and images);\n"
+            "                      attainment per class beside the absolute one\n"
             "  --image-policy keep|fit  --max-images N (100)   prompt sizing as in replay, with the\n"
             "                      profile's image tokens\n"
             "  --image-pool N      the replay's --image-pool (default 16): when the profile measured\n"
@@ -106,8 +111,8 @@ static void usage(FILE *out) {
             "                      the pool's images (ids as the replayer sends them): a hit\n"
             "                      skips preprocess and encode (default 0: no cache; a server's\n"
             "                      N is --embedding-cache-bytes / bytes of one image's embedding)\n"
-            "  --no-plots\n\n%s\n%s",
-            ms_sim_core_help, ms_trace_select_help);
+            "  --no-plots\n\n%s\n%s\n%s",
+            ms_sim_core_help, ms_sim_autoscale_help, ms_trace_select_help);
 }
 
 /* Input flags shared by simulate and tune (see simulate.h). Same return convention as
@@ -116,7 +121,7 @@ int ms_sim_input_flag(ms_sim_options *o, ms_profile_paths *profiles, int argc, c
     const char *a = argv[*i];
     static const char *const k_flags[] = {"--trace",        "--profile",      "--goodput",       "--max-images",
                                           "--image-policy", "--shared-cores", "--worker-threads", "--image-pool",
-                                          "--embedding-cache-images"};
+                                          "--embedding-cache-images", "--slo-factor"};
     size_t k = 0;
     for (; k < sizeof k_flags / sizeof k_flags[0]; k++)
         if (!strcmp(a, k_flags[k])) break;
@@ -136,6 +141,7 @@ int ms_sim_input_flag(ms_sim_options *o, ms_profile_paths *profiles, int argc, c
         profiles->path[profiles->n++] = v;
     }
     else if (k == 2) ok = ms_slo_parse(v, &o->slo, err) == MS_OK;
+    else if (k == 9) ok = ms_slo_factor_parse(v, &o->slo_factor, err) == MS_OK;
     else if (k == 3) ok = (o->max_images = atoi(v)) > 0;
     else if (k == 7) ok = (o->image_pool = atoi(v)) > 0 && o->image_pool <= 1024;
     else if (k == 8) {
@@ -153,7 +159,7 @@ int ms_sim_input_flag(ms_sim_options *o, ms_profile_paths *profiles, int argc, c
     else if (!strcmp(v, "fit")) o->policy = MS_IMAGE_POLICY_FIT;
     else ok = false;
     if (!ok) {
-        if (k != 2) ms_errorf(err, MS_ERR_INVALID, "bad value for %s: '%s'", a, v);
+        if (k != 2 && k != 9) ms_errorf(err, MS_ERR_INVALID, "bad value for %s: '%s'", a, v);
         return -1;
     }
     return 1;
@@ -167,10 +173,14 @@ int ms_bench_simulate_main(int argc, char **argv) {
     const char *out_dir = NULL;
     bool plots = true;
     ms_error err = {0};
+    ms_sim_autoscale_args as;
+    ms_sim_autoscale_args_default(&as);
+    ms_autoscale_config as_cfg = {0};
     for (int i = 1; i < argc; i++) {
         int r = ms_trace_select_flag(&o.sel, argc, argv, &i, &err);
         if (r == 0) r = ms_sim_core_flag(&o.core, argc, argv, &i, &err);
         if (r == 0) r = ms_sim_input_flag(&o, &profiles, argc, argv, &i, &err);
+        if (r == 0) r = ms_sim_autoscale_flag(&as, argc, argv, &i, &err);
         if (r < 0) {
             fprintf(stderr, "bench simulate: %s\n", err.msg);
             return 2;
@@ -213,6 +223,15 @@ int ms_bench_simulate_main(int argc, char **argv) {
         return 1;
     }
     const double t_read = ms_time_now() - t0;
+    if (as.on) {
+        if (ms_sim_autoscale_setup(&as, &o, &set, &as_cfg, &err) != MS_OK) {
+            fprintf(stderr, "bench simulate: %s\n", err.msg);
+            ms_trace_set_free(&set);
+            return 2;
+        }
+        o.autoscale = &as_cfg;
+        o.autoscale_interval_s = as.interval_s;
+    }
     ms_bench_run run;
     ms_sim_stats ss;
     if (ms_simulate_run(&o, &set, &run, &ss, &err) != MS_OK) {
@@ -230,6 +249,10 @@ int ms_bench_simulate_main(int argc, char **argv) {
                  cost.model, cost.device);
     run.target = target;
     ms_report_console(&run, stdout);
+    ms_slo_summary slo_sum;
+    ms_slo_summarize(&run, o.slo_factor, &slo_sum);
+    ms_slo_summary_print(&slo_sum, &o.slo, stdout);
+    ms_sim_autoscale_print(&as, &as_cfg, &ss, stdout);
     printf("\nimage costs: %s\n", ss.per_image ? "each request's own images (the profile measured this pool)"
            : cost.images.n ? "mean by image count (the profile measured another pool or seed than --image-pool/--seed)"
                            : "mean by image count");
@@ -256,7 +279,16 @@ int ms_bench_simulate_main(int argc, char **argv) {
         } else {
             printf("report: %s/summary.json, %s/requests.csv%s\n", out_dir, out_dir, plots ? ", plots *.png" : "");
         }
+        if (rc == 0 && as.on) {
+            if (ms_sim_autoscale_write(&ss, out_dir, plots, &err) != MS_OK) {
+                fprintf(stderr, "bench simulate: %s\n", err.msg);
+                rc = 1;
+            } else {
+                printf("autoscale: %s/scaling.csv, %s/workers.dat%s\n", out_dir, out_dir, plots ? ", workers.png" : "");
+            }
+        }
     }
+    ms_sim_stats_free(&ss);
     ms_bench_run_free(&run);
     ms_trace_set_free(&set);
     return rc;

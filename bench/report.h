@@ -36,6 +36,7 @@ typedef struct ms_run_request {
     bool has_stages;
     double stage_queued[MS_RUN_STAGES], stage_start[MS_RUN_STAGES], stage_end[MS_RUN_STAGES];
     int32_t session, turn;    /* replay --sessions: conversation and turn (1-based); turn 0: none */
+    double alone_ttft_s, alone_tpot_s; /* simulate: latency alone from the cost model (bench/slo.h); 0: unknown */
 } ms_run_request;
 
 typedef struct ms_bench_run {

@@ -219,6 +219,106 @@ static void finish(ms_run_request *r, const ms_core_finished *f, double frontend
     r->has_stages = true;
 }
 
+/* Autoscaling driver state: what each stage saw since the last tick. */
+typedef struct sim_scale {
+    ms_autoscaler policy;
+    double interval, next_tick, last_t;   /* absolute virtual times */
+    double t_first;                       /* the first send (the report's time 0) */
+    int32_t workers[MS_STAGE_COUNT];      /* current pool sizes */
+    ms_autoscale_stage_load load[MS_STAGE_COUNT];
+    int64_t arrived_reqs, finished, good; /* this interval */
+    double wait_sum[MS_STAGE_COUNT];      /* this interval: queueing delays of finished requests */
+    int64_t wait_n[MS_STAGE_COUNT];
+    double units_total[MS_STAGE_COUNT];   /* all arrivals so far: mean units per queued item */
+    int64_t items_total[MS_STAGE_COUNT];
+    int64_t cap_events, cap_ticks;
+} sim_scale;
+
+static double gpu_workers(const sim_scale *sc, ms_engine_mode mode) {
+    return mode == MS_MODE_MONOLITHIC ? sc->workers[MS_STAGE_DECODE]
+                                      : sc->workers[MS_STAGE_ENCODE] + sc->workers[MS_STAGE_PREFILL] + sc->workers[MS_STAGE_DECODE];
+}
+
+static void scale_arrival(sim_scale *sc, int32_t image_tokens, int32_t prompt, int32_t out) {
+    const double u[MS_STAGE_COUNT] = {0, image_tokens, prompt, out};
+    const int64_t n[MS_STAGE_COUNT] = {0, image_tokens > 0, 1, 1};
+    for (int k = 0; k < MS_STAGE_COUNT; k++) {
+        sc->load[k].arrived += u[k];
+        sc->units_total[k] += u[k];
+        sc->items_total[k] += n[k];
+    }
+    sc->arrived_reqs++;
+}
+
+/* One tick: the policy's decision, applied through the core's resize path (the driver
+ * then grows its per-worker arrays to the core's slot counts). */
+static void scale_tick(sim_scale *sc, ms_core *core, ms_engine_mode mode, int32_t image_tokens, ms_sim_stats *stats) {
+    const double now = sc->next_tick;
+    stats->worker_seconds += gpu_workers(sc, mode) * (now - sc->last_t);
+    sc->last_t = now;
+    ms_core_stats cs;
+    ms_core_stats_get(core, &cs);
+    ms_autoscale_input in = {.interval_s = sc->interval, .attainment = sc->finished ? (double)sc->good / (double)sc->finished : -1};
+    for (int k = 0; k < MS_STAGE_COUNT; k++) {
+        in.stage[k] = sc->load[k];
+        in.current[k] = sc->workers[k];
+        /* queued units: images x image tokens; requests / sequences x their mean units */
+        const double per_item = k == MS_STAGE_ENCODE ? image_tokens
+                                : sc->items_total[k] ? sc->units_total[k] / (double)sc->items_total[k] : 0;
+        in.stage[k].queued = cs.stage[k].queued * per_item;
+        in.stage[k].wait_s = sc->wait_n[k] ? sc->wait_sum[k] / (double)sc->wait_n[k] : 0;
+        sc->wait_sum[k] = 0;
+        sc->wait_n[k] = 0;
+    }
+    int32_t target[MS_STAGE_COUNT];
+    ms_autoscaler_decide(&sc->policy, &in, target);
+    if (stats->n_ticks == sc->cap_ticks) {
+        sc->cap_ticks = sc->cap_ticks ? 2 * sc->cap_ticks : 64;
+        stats->ticks = ms_xrealloc(stats->ticks, (size_t)sc->cap_ticks * sizeof *stats->ticks);
+    }
+    ms_sim_scale_tick *tk = &stats->ticks[stats->n_ticks++];
+    *tk = (ms_sim_scale_tick){.t = now - sc->interval - sc->t_first, .arrival_rate = (double)sc->arrived_reqs / sc->interval};
+    for (int k = 0; k < MS_STAGE_COUNT; k++) {
+        if (target[k] != sc->workers[k] && target[k] >= 1) {
+            ms_error err = {0};
+            if (ms_core_resize(core, (ms_stage)k, target[k], &err) == MS_OK) {
+                sc->workers[k] = target[k];
+                if (stats->n_scale_events == sc->cap_events) {
+                    sc->cap_events = sc->cap_events ? 2 * sc->cap_events : 64;
+                    stats->scale_events = ms_xrealloc(stats->scale_events, (size_t)sc->cap_events * sizeof *stats->scale_events);
+                }
+                stats->scale_events[stats->n_scale_events++] = (ms_sim_scale_event){now - sc->t_first, k, target[k]};
+            } else {
+                ms_log(MS_LOG_WARN, "simulate", "autoscale: %s", err.msg);
+            }
+        }
+        tk->workers[k] = sc->workers[k];
+        sc->load[k] = (ms_autoscale_stage_load){0};
+    }
+    sc->arrived_reqs = sc->finished = sc->good = 0;
+    sc->next_tick += sc->interval;
+}
+
+/* Grows a stage's per-worker arrays after a resize added slots (new ones idle). */
+static void grow_slots(bool **busy, sim_job **jobs, int32_t *slots, int32_t n) {
+    if (n <= *slots) return;
+    *busy = ms_xrealloc(*busy, (size_t)(n + 1) * sizeof **busy);
+    memset(*busy + *slots, 0, (size_t)(n + 1 - *slots) * sizeof **busy);
+    if (*jobs) {
+        *jobs = ms_xrealloc(*jobs, (size_t)(n + 1) * sizeof **jobs);
+        memset(*jobs + *slots, 0, (size_t)(n + 1 - *slots) * sizeof **jobs);
+    }
+    *slots = n;
+}
+
+void ms_sim_stats_free(ms_sim_stats *s) {
+    free(s->scale_events);
+    free(s->ticks);
+    s->scale_events = NULL;
+    s->ticks = NULL;
+    s->n_scale_events = s->n_ticks = 0;
+}
+
 int32_t ms_sim_max_model_len(const ms_core_options *c, const ms_cost_model *cost) {
     if (c->max_model_len > 0) return c->max_model_len;
     return cost && cost->max_model_len > 0 ? cost->max_model_len : 4096;
@@ -236,6 +336,10 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
     ms_core *core;
     ms_status st = ms_core_create(&co, &core, err);
     if (st != MS_OK) return ms_error_wrap(err, "simulate");
+    if (o->autoscale && (co.mode != MS_MODE_DISAGG || !(o->autoscale_interval_s > 0))) {
+        ms_core_destroy(core);
+        return ms_errorf(err, MS_ERR_INVALID, "simulate: --autoscale needs --mode disagg and an --interval > 0");
+    }
     run->kind = "simulate";
     run->trace_path = o->trace_path;
     run->sel = o->sel;
@@ -274,6 +378,11 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
         frontend[i] = ms_cost_frontend_request(o->cost, stats->per_image, i, run->reqs[i].images_sent);
         preprocess[i] = ms_cost_preprocess_request(o->cost, stats->per_image, i, run->reqs[i].images_sent);
         order[i] = (arrival_key){set->reqs[i].send_s + frontend[i], i};
+        ms_run_request *r = &run->reqs[i];
+        const ms_alone_latency al = ms_slo_alone(o->cost, co.max_num_batched_tokens, r->expected_prompt > 0 ? r->expected_prompt : 1,
+                                                 r->images_sent, r->trace.generated_tokens, preprocess[i], frontend[i]);
+        r->alone_ttft_s = al.ttft_s;
+        r->alone_tpot_s = al.tpot_s;
     }
     /* the embedding cache: which of each request's images missed (image k of request i
      * is pool image ms_image_pool_pick(i, k, pool), as the replayer sends it) */
@@ -299,6 +408,11 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
             host.jobs[k] = ms_xcalloc((size_t)(slots[k] + 1), sizeof *host.jobs[k]);
         }
     }
+    const double t_first = SIM_T0 + (set->n ? set->reqs[0].send_s : 0);
+    sim_scale scale = {.interval = o->autoscale_interval_s, .t_first = t_first, .last_t = t_first,
+                       .next_tick = t_first + o->autoscale_interval_s};
+    for (int k = 0; k < MS_STAGE_COUNT; k++) scale.workers[k] = co.workers[k];
+    if (o->autoscale) ms_autoscaler_init(&scale.policy, o->autoscale);
     int64_t next = 0, finished = 0;
     double last_done = SIM_T0;
     bool host_dirty = false; /* jobs started or ended since the last reschedule */
@@ -306,7 +420,13 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
         drop_superseded(&s, &host); /* a reschedule may have left superseded events on top */
         if (next >= set->n && s.n_heap == 0) break;
         const double t_arr = next < set->n ? SIM_T0 + order[next].t : INFINITY;
-        if (s.n_heap > 0 && s.heap[0].t <= t_arr) {
+        if (o->autoscale && scale.next_tick < t_arr && (s.n_heap == 0 || scale.next_tick < s.heap[0].t)) {
+            s.now = scale.next_tick;
+            if (host.cores > 0) host_advance(&host, slots, s.now);
+            scale_tick(&scale, core, co.mode, o->cost->image_tokens, stats);
+            for (int k = 0; k < MS_STAGE_COUNT; k++)
+                grow_slots(&busy[k], &host.jobs[k], &slots[k], ms_core_worker_slots(core, (ms_stage)k));
+        } else if (s.n_heap > 0 && s.heap[0].t <= t_arr) {
             const sim_event e = heap_pop(&s);
             if (host.cores > 0) {
                 host_advance(&host, slots, e.t);
@@ -362,6 +482,8 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
                 stats->rejected++;
                 finished++;
             }
+            else
+                scale_arrival(&scale, misses * o->cost->image_tokens, d.n_prompt, d.max_tokens);
         }
         stats->events++;
         ms_core_finished f;
@@ -369,6 +491,19 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
             ms_run_request *r = f.user;
             r->chunks = 0;
             finish(r, &f, frontend[r - run->reqs]);
+            for (int k = 0; k < MS_STAGE_COUNT && k < MS_RUN_STAGES; k++) /* the policy's waits */
+                if (r->stage_queued[k] >= 0 && r->stage_start[k] >= 0) {
+                    scale.wait_sum[k] += r->stage_start[k] - r->stage_queued[k];
+                    scale.wait_n[k]++;
+                }
+            /* The policy's attainment leaves out requests that miss the absolute SLO even
+             * alone: no number of workers helps them, and counting them would keep a
+             * reactive policy adding workers forever. */
+            if (!ms_slo_cannot_meet_alone(r, &o->slo)) {
+                scale.finished++;
+                scale.good += r->m.ok && (o->slo_factor <= 0 || ms_slo_factor_meets(r, o->slo_factor)) &&
+                              ms_req_meets_slo(&r->m, &o->slo);
+            }
             last_done = fmax(last_done, s.now);
             finished++;
         }
@@ -385,17 +520,20 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
                 const ms_core_batch *b = ms_core_next_batch(core, (ms_stage)k, w);
                 if (!b) continue;
                 busy[k][w] = true;
+                const double cost = batch_cost(o->cost, b, run->reqs, preprocess);
+                scale.load[k].busy_s += cost;
                 if (host.cores > 0) {
-                    host.jobs[k][w] = (sim_job){b, batch_cost(o->cost, b, run->reqs, preprocess), host.jobs[k][w].version};
+                    host.jobs[k][w] = (sim_job){b, cost, host.jobs[k][w].version};
                     host_dirty = true;
                 } else {
-                    heap_push(&s, s.now + batch_cost(o->cost, b, run->reqs, preprocess), k, w, b, 0);
+                    heap_push(&s, s.now + cost, k, w, b, 0);
                 }
             }
         }
         if (host_dirty) host_reschedule(&host, &s, slots);
         host_dirty = false;
     }
+    stats->worker_seconds += gpu_workers(&scale, co.mode) * fmax(0.0, last_done - scale.last_t);
     ms_core_stats_get(core, &stats->end);
     for (int64_t i = 0; i < set->n; i++)
         if (!run->reqs[i].m.ok && !run->reqs[i].error) {

@@ -12,8 +12,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bench/autoscale.h"
 #include "bench/cost_model.h"
 #include "bench/replay.h"
+#include "bench/slo.h"
 #include "scheduler/core.h"
 
 typedef struct ms_sim_options {
@@ -24,6 +26,7 @@ typedef struct ms_sim_options {
     int32_t image_pool;       /* the replayer's --image-pool (0: its default, 16); with the
                                  selection's seed it names the images each request sends */
     ms_slo slo;
+    double slo_factor;        /* --slo-factor: SLO = F x each request's latency alone (bench/slo.h); 0: off */
     int record_itl;           /* -1 auto (when the run's output tokens are < 50M), 0, 1 */
     const char *trace_path;
     ms_trace_select sel;
@@ -39,7 +42,25 @@ typedef struct ms_sim_options {
      * only the misses, as the engine does); an image enters the cache when its encode
      * batch ends. 0 = off (default). */
     int32_t embedding_cache_images;
+    /* Autoscaling (disagg only): every autoscale_interval_s of virtual time from the first
+     * send, the policy sees each stage's last interval and the pools are resized to its
+     * answer through ms_core_resize, as the server's controller would. NULL: fixed pools. */
+    const ms_autoscale_config *autoscale;
+    double autoscale_interval_s;
 } ms_sim_options;
+
+/* A pool size change (autoscale), seconds from the first send. */
+typedef struct ms_sim_scale_event {
+    double t;
+    int32_t stage, workers;
+} ms_sim_scale_event;
+
+/* One autoscale interval: its start (seconds from the first send), requests that arrived
+ * per second during it, and the pool sizes decided at its end. */
+typedef struct ms_sim_scale_tick {
+    double t, arrival_rate;
+    int32_t workers[MS_STAGE_COUNT];
+} ms_sim_scale_tick;
 
 typedef struct ms_sim_stats {
     bool per_image;           /* the profile's per-image costs matched the run's image pool */
@@ -49,7 +70,17 @@ typedef struct ms_sim_stats {
     uint64_t image_hits, image_misses; /* embedding cache (--embedding-cache-images) */
     ms_core_stats end;        /* the core's statistics when the events ran out */
     double wall_s;            /* real time the simulation took */
+    /* Worker-seconds of the GPU stages (encode, prefill, decode; monolithic: the LLM
+     * pool): pool size x time from the first send to the last finish (a removed worker
+     * finishing its last batch is not counted). */
+    double worker_seconds;
+    ms_sim_scale_event *scale_events; /* autoscale: every change (malloc'd) */
+    int64_t n_scale_events;
+    ms_sim_scale_tick *ticks;         /* autoscale: every interval (malloc'd) */
+    int64_t n_ticks;
 } ms_sim_stats;
+
+void ms_sim_stats_free(ms_sim_stats *s);
 
 ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_bench_run *run, ms_sim_stats *stats,
                           ms_error *err);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/cmd_autoscale.h"
 #include "bench/simulate.h"
 
 typedef struct tune_result {
@@ -26,6 +27,8 @@ typedef struct tune_result {
     bool monolithic;
     int32_t gpus;
     double attainment, goodput;
+    double worker_seconds;     /* GPU-hours x 3600 (autoscaled: varies over the run) */
+    int64_t scale_events;
     bool meets;
     bool valid;
 } tune_result;
@@ -51,13 +54,36 @@ static void evaluate(const ms_sim_options *base, const ms_trace_set *set, bool m
         ms_log(MS_LOG_WARN, "tune", "%s", err.msg);
         return;
     }
+    out->worker_seconds = ss.worker_seconds;
+    out->scale_events = ss.n_scale_events;
+    ms_sim_stats_free(&ss);
     ms_bench_metrics m;
     ms_run_metrics(&run, -1, &m);
-    out->attainment = m.attainment;
+    out->attainment = o.slo_factor > 0 ? ms_slo_attainment(&run, -1, o.slo_factor) : m.attainment;
     out->goodput = m.goodput;
-    out->meets = m.attainment >= target;
+    out->meets = out->attainment >= target;
     out->valid = true;
     ms_bench_run_free(&run);
+}
+
+/* One autoscaled run (disagg, starting from 1 worker per stage). */
+static void evaluate_autoscaled(const ms_sim_options *base, const ms_trace_set *set, const ms_sim_autoscale_args *as,
+                                ms_autoscale_policy policy, double target, tune_result *out) {
+    ms_sim_options o = *base;
+    ms_sim_autoscale_args a = *as;
+    a.policy = policy;
+    a.target = target;
+    ms_autoscale_config cfg;
+    ms_error err = {0};
+    memset(out, 0, sizeof *out);
+    for (int k = 1; k < MS_STAGE_COUNT; k++) o.core.workers[k] = a.min[k];
+    if (ms_sim_autoscale_setup(&a, &o, set, &cfg, &err) != MS_OK) {
+        ms_log(MS_LOG_WARN, "tune", "%s", err.msg);
+        return;
+    }
+    o.autoscale = &cfg;
+    o.autoscale_interval_s = a.interval_s;
+    evaluate(&o, set, false, a.min[MS_STAGE_ENCODE], a.min[MS_STAGE_PREFILL], a.min[MS_STAGE_DECODE], target, out);
 }
 
 static bool better(const tune_result *a, const tune_result *b) {
@@ -116,12 +142,22 @@ static void print_row(const char *name, const tune_result *r) {
         return;
     }
     if (r->monolithic)
-        printf("%-22s %5d %8s %8s %8d %10.2f%% %9.3f %s\n", name, r->gpus, "-", "-", r->workers[MS_STAGE_DECODE],
-               100 * r->attainment, r->goodput, r->meets ? "meets" : "misses");
+        printf("%-22s %5d %8s %8s %8d %10.2f%% %9.3f %9.2f %s\n", name, r->gpus, "-", "-", r->workers[MS_STAGE_DECODE],
+               100 * r->attainment, r->goodput, r->worker_seconds / 3600, r->meets ? "meets" : "misses");
     else
-        printf("%-22s %5d %8d %8d %8d %10.2f%% %9.3f %s\n", name, r->gpus, r->workers[MS_STAGE_ENCODE],
+        printf("%-22s %5d %8d %8d %8d %10.2f%% %9.3f %9.2f %s\n", name, r->gpus, r->workers[MS_STAGE_ENCODE],
                r->workers[MS_STAGE_PREFILL], r->workers[MS_STAGE_DECODE], 100 * r->attainment, r->goodput,
-               r->meets ? "meets" : "misses");
+               r->worker_seconds / 3600, r->meets ? "meets" : "misses");
+}
+
+static void print_autoscaled(const char *name, const tune_result *r) {
+    if (!r->valid) {
+        printf("%-22s %5s\n", name, "-");
+        return;
+    }
+    printf("%-22s %5s %8s %8s %8s %10.2f%% %9.3f %9.2f %s (%lld scaling events)\n", name, "auto", "-", "-", "-",
+           100 * r->attainment, r->goodput, r->worker_seconds / 3600, r->meets ? "meets" : "misses",
+           (long long)r->scale_events);
 }
 
 static void usage(FILE *out) {
@@ -130,11 +166,16 @@ static void usage(FILE *out) {
             "Finds, by simulation on the selected window, the per-stage worker counts (disagg; one\n"
             "worker = one GPU) with the fewest GPUs that meet the SLO-attainment target, and prints\n"
             "them beside ModServe's scaling rule and the best monolithic count.\n\n"
-            "  --trace F --profile P --goodput ...   as for simulate (--goodput is required; --profile\n"
-            "                      may repeat: their mean)\n"
+            "  --trace F --profile P --goodput ...   as for simulate (--goodput or --slo-factor is\n"
+            "                      required; --profile may repeat: their mean)\n"
+            "  --slo-factor F      SLO = F x each request's latency alone (ModServe's); with --goodput\n"
+            "                      too, a request must meet both\n"
             "  --gpus-max N        largest total to try (default 8)\n"
             "  --target X          SLO attainment to meet, 0-1 (default 0.99)\n"
-            "  --image-policy keep|fit  --max-images N\n\n%s\n%s",
+            "  --image-policy keep|fit  --max-images N\n"
+            "  --interval D --autoscale-min E,P,D --autoscale-max E,P,D   the autoscaled runs printed\n"
+            "                      beside the static frontier (modserve and trend policies, as\n"
+            "                      `bench simulate --autoscale`; default 5m, 1,1,1, 64,64,64)\n\n%s\n%s",
             ms_sim_core_help, ms_trace_select_help);
 }
 
@@ -146,10 +187,16 @@ int ms_bench_tune_main(int argc, char **argv) {
     int32_t gpus_max = 8;
     double target = 0.99;
     ms_error err = {0};
+    ms_sim_autoscale_args as;
+    ms_sim_autoscale_args_default(&as);
     for (int i = 1; i < argc; i++) {
         int r = ms_trace_select_flag(&o.sel, argc, argv, &i, &err);
         if (r == 0) r = ms_sim_core_flag(&o.core, argc, argv, &i, &err);
         if (r == 0) r = ms_sim_input_flag(&o, &profiles, argc, argv, &i, &err);
+        /* --target is tune's own (the autoscaled runs use it too); --autoscale is not
+         * taken: tune runs both policies */
+        if (r == 0 && strcmp(argv[i], "--target") && strcmp(argv[i], "--autoscale"))
+            r = ms_sim_autoscale_flag(&as, argc, argv, &i, &err);
         if (r < 0) {
             fprintf(stderr, "bench tune: %s\n", err.msg);
             return 2;
@@ -175,7 +222,7 @@ int ms_bench_tune_main(int argc, char **argv) {
         }
         i++;
     }
-    if (!o.trace_path || !profiles.n || !(o.slo.ttft_s > 0 || o.slo.tpot_s > 0 || o.slo.e2e_s > 0)) {
+    if (!o.trace_path || !profiles.n || !(o.slo.ttft_s > 0 || o.slo.tpot_s > 0 || o.slo.e2e_s > 0 || o.slo_factor > 0)) {
         usage(stderr);
         return 2;
     }
@@ -196,6 +243,8 @@ int ms_bench_tune_main(int argc, char **argv) {
         return 1;
     }
     tune_result best = {0}, r;
+    static tune_result frontier[257]; /* by GPU count (--gpus-max <= 256) */
+    memset(frontier, 0, sizeof frontier);
     int sims = 0;
     for (int32_t g = 3; g <= gpus_max && !best.meets; g++) {
         tune_result at_g = {0};
@@ -205,6 +254,7 @@ int ms_bench_tune_main(int argc, char **argv) {
                 sims++;
                 if ((r.meets && (!at_g.meets || better(&r, &at_g))) || (!at_g.meets && better(&r, &at_g))) at_g = r;
             }
+        frontier[g] = at_g;
         if (at_g.meets || better(&at_g, &best)) best = at_g;
     }
     int32_t rule[3];
@@ -213,6 +263,10 @@ int ms_bench_tune_main(int argc, char **argv) {
     tune_result ruled;
     evaluate(&o, &set, false, rule[0], rule[1], rule[2], target, &ruled);
     sims++;
+    tune_result autoscaled[2];
+    evaluate_autoscaled(&o, &set, &as, MS_AUTOSCALE_MODSERVE, target, &autoscaled[0]);
+    evaluate_autoscaled(&o, &set, &as, MS_AUTOSCALE_TREND, target, &autoscaled[1]);
+    sims += 2;
     tune_result mono = {0};
     for (int32_t d = 1; d <= gpus_max && !mono.meets; d++) {
         evaluate(&o, &set, true, 0, 0, d, target, &r);
@@ -224,11 +278,22 @@ int ms_bench_tune_main(int argc, char **argv) {
     printf("ModServe rule loads: %.0f image tok/s (one encoder carries %.0f), %.0f prompt tok/s (one prefill worker "
            "%.0f), %.1f output tok/s (one decode worker %.1f)\n\n",
            load[0], cap[0], load[1], cap[1], load[2], cap[2]);
-    printf("%-22s %5s %8s %8s %8s %11s %9s\n", "configuration", "GPUs", "encode", "prefill", "decode", "attainment",
-           "goodput");
+    printf("%-22s %5s %8s %8s %8s %11s %9s %9s\n", "configuration", "GPUs", "encode", "prefill", "decode", "attainment",
+           "goodput", "GPU-hours");
     print_row(best.meets ? "tuned (disagg)" : "best disagg (misses)", &best);
     print_row("ModServe rule", &ruled);
     print_row(mono.meets ? "monolithic" : "best monolithic", &mono);
+    char name[64];
+    snprintf(name, sizeof name, "autoscale modserve %gs", as.interval_s);
+    print_autoscaled(name, &autoscaled[0]);
+    snprintf(name, sizeof name, "autoscale trend %gs", as.interval_s);
+    print_autoscaled(name, &autoscaled[1]);
+    printf("\nfrontier (static disagg, best split per GPU count):\n");
+    for (int32_t g = 3; g <= gpus_max; g++) {
+        if (!frontier[g].valid) continue;
+        snprintf(name, sizeof name, "  %d GPUs", g);
+        print_row(name, &frontier[g]);
+    }
     ms_trace_set_free(&set);
     return 0;
 }
