@@ -480,6 +480,7 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
             if (ms_core_arrive(core, &d, &id, &aerr) != MS_OK) {
                 fail(r, aerr.msg);
                 stats->rejected++;
+                stats->missed++;
                 finished++;
             }
             else
@@ -499,13 +500,20 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
             /* The policy's attainment leaves out requests that miss the absolute SLO even
              * alone: no number of workers helps them, and counting them would keep a
              * reactive policy adding workers forever. */
+            const bool good = r->m.ok && (o->slo_factor <= 0 || ms_slo_factor_meets(r, o->slo_factor)) &&
+                              ms_req_meets_slo(&r->m, &o->slo);
+            stats->missed += !good;
             if (!ms_slo_cannot_meet_alone(r, &o->slo)) {
                 scale.finished++;
-                scale.good += r->m.ok && (o->slo_factor <= 0 || ms_slo_factor_meets(r, o->slo_factor)) &&
-                              ms_req_meets_slo(&r->m, &o->slo);
+                scale.good += good;
             }
             last_done = fmax(last_done, s.now);
             finished++;
+        }
+        if (o->stop_misses_above &&
+            stats->missed > atomic_load_explicit(o->stop_misses_above, memory_order_relaxed)) {
+            stats->cut_short = true;
+            break;
         }
         /* Events at the same instant all land before any worker picks work, so requests
          * arriving together can share a batch. */
@@ -535,7 +543,7 @@ ms_status ms_simulate_run(const ms_sim_options *o, const ms_trace_set *set, ms_b
     }
     stats->worker_seconds += gpu_workers(&scale, co.mode) * fmax(0.0, last_done - scale.last_t);
     ms_core_stats_get(core, &stats->end);
-    for (int64_t i = 0; i < set->n; i++)
+    for (int64_t i = 0; i < set->n && !stats->cut_short; i++)
         if (!run->reqs[i].m.ok && !run->reqs[i].error) {
             fail(&run->reqs[i], "never finished (simulation stalled)");
             stats->stalled++;

@@ -9,6 +9,7 @@
 #ifndef MS_BENCH_SIMULATE_H
 #define MS_BENCH_SIMULATE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -47,6 +48,13 @@ typedef struct ms_sim_options {
      * answer through ms_core_resize, as the server's controller would. NULL: fixed pools. */
     const ms_autoscale_config *autoscale;
     double autoscale_interval_s;
+    /* Early stop (bench tune's pruning): when set, the run stops as soon as more than
+     * *stop_misses_above requests have missed the SLO (refused at arrival, or finished
+     * without meeting --goodput / --slo-factor: the attainment's test), so its attainment
+     * is already below that of a run with that many misses; stats->cut_short is then set
+     * and the run's metrics are partial. Read after every event: another thread may lower
+     * it. NULL: run to the end. */
+    const _Atomic int64_t *stop_misses_above;
 } ms_sim_options;
 
 /* A pool size change (autoscale), seconds from the first send. */
@@ -78,6 +86,8 @@ typedef struct ms_sim_stats {
     int64_t n_scale_events;
     ms_sim_scale_tick *ticks;         /* autoscale: every interval (malloc'd) */
     int64_t n_ticks;
+    bool cut_short;                   /* stopped by stop_misses_above: metrics are partial */
+    int64_t missed;                   /* requests that missed the SLO when the run ended */
 } ms_sim_stats;
 
 void ms_sim_stats_free(ms_sim_stats *s);
