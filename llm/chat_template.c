@@ -46,6 +46,7 @@ const char *ms_chat_format_name(ms_chat_format f) {
     for (int i = 0; i < N_FORMATS; i++)
         if (k_formats[i].format == f) return k_formats[i].name;
     MS_CHECKF(0, "bad chat format %d", (int)f);
+    return NULL; /* not reached: MS_CHECKF aborts */
 }
 
 const char *ms_chat_format_image_marker(ms_chat_format f) {

@@ -17,15 +17,16 @@ build=${MODSERVE_TEST_BUILD:-build-test}
 jobs=$(nproc)
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DMODSERVE_SANITIZE=ON -DMODSERVE_PYREF_PYTHON="$pyref"
 cmake --build "$build" -j "$jobs"
-# The engine tests again under ThreadSanitizer (data races between its worker threads):
+# The engine tests and the parallel tuner again under ThreadSanitizer (data races
+# between their threads):
 # a small second tree, CUDA off, only what those tests need. Its result is reported
 # below and fails the script.
 tsan_build=${MODSERVE_TSAN_BUILD:-build-tsan}
 tsan_rc=0
 { cmake -S . -B "$tsan_build" -DCMAKE_BUILD_TYPE=Debug -DMODSERVE_TSAN=ON -DMODSERVE_CUDA=OFF \
     -DMODSERVE_PYREF_PYTHON= >/dev/null &&
-  cmake --build "$tsan_build" -j "$jobs" --target modserve test_sched_engine test_sched_engine_faults &&
-  (cd "$tsan_build" && ctest -R '^test_sched_engine' --output-on-failure -j "$jobs" --timeout 900); } || tsan_rc=$?
+  cmake --build "$tsan_build" -j "$jobs" --target modserve test_sched_engine test_sched_engine_faults test_tune &&
+  (cd "$tsan_build" && ctest -R '^(test_sched_engine|test_tune)' --output-on-failure -j "$jobs" --timeout 900); } || tsan_rc=$?
 # CUDA's runtime needs the shadow gap unprotected to even report "no device" under ASan.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-protect_shadow_gap=0:detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
