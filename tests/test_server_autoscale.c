@@ -3,8 +3,9 @@
  * profile whose workers are slow on paper (decode: 2 tokens/s per worker), so any real
  * load wants more workers: under a burst of concurrent requests /metrics shows a scale-up
  * decision, after the burst a scale-down; every request answers 200 (resizing loses or
- * fails none) and the pool gauges stay within --autoscale-min .. --autoscale-max. The
- * burst is bounded by a request count and every wait by a poll count.
+ * fails none), the pool gauges stay within --autoscale-min .. --autoscale-max, and
+ * /metrics passes promtool. The burst is bounded by a request count and every wait by a
+ * poll count.
  */
 #include <curl/curl.h>
 #include <pthread.h>
@@ -130,6 +131,18 @@ int main(void) {
            decisions("decode", "hold"));
     EXPECTF(atomic_load(&g_failed) == 0, "%d requests failed", atomic_load(&g_failed));
     EXPECT(atomic_load(&g_ok) > 0);
+    /* The autoscale lines keep /metrics valid (as test_server_api checks without them). */
+    http_resp r;
+    EXPECT(http_call(&g_srv, "GET", "/metrics", NULL, 0, NULL, &r) && r.status == 200);
+    FILE *mf = fopen("testdata/server_autoscale_metrics.txt", "w");
+    EXPECT(mf != NULL);
+    if (mf) {
+        fwrite(r.body, 1, r.n, mf);
+        fclose(mf);
+        EXPECTF(ms_test_system("promtool check metrics < testdata/server_autoscale_metrics.txt") == 0,
+                "promtool refused /metrics (or is not installed: Debian's prometheus package)");
+    }
+    http_resp_free(&r);
     EXPECTF(g_bound_violations == 0, "pool sizes left the bounds %d times", g_bound_violations);
     EXPECT(srv_stop(&g_srv, SIGTERM, 30) == 0);
     return ms_test_finish("test_server_autoscale");
