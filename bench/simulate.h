@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "bench/autoscale.h"
+#include "bench/autoscale_capacity.h"
 #include "bench/cost_model.h"
 #include "bench/replay.h"
 #include "bench/slo.h"

@@ -106,8 +106,9 @@ static bool parse_workers_body(const ms_conn *c, ms_engine_mode mode, int32_t wa
     return ok;
 }
 
-/* Resizes every named pool, or none: on a refusal the pools already resized go back. */
-static bool apply_workers(ms_engine *engine, const int32_t want[MS_STAGE_COUNT], ms_api_error *e) {
+/* Resizes every named pool, or none: on a refusal the pools already resized go back.
+ * Also the autoscale controller's path (server/autoscale_ctl.c). */
+bool ms_admin_apply_workers(ms_engine *engine, const int32_t want[MS_STAGE_COUNT], ms_api_error *e) {
     static pthread_mutex_t admin_mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&admin_mu);
     ms_engine_stats before;
@@ -140,7 +141,7 @@ enum MHD_Result ms_api_admin_workers(ms_conn *c) {
     ms_http_server *s = c->srv;
     ms_api_error e;
     int32_t want[MS_STAGE_COUNT];
-    if (!parse_workers_body(c, ms_engine_mode_of(s->engine), want, &e) || !apply_workers(s->engine, want, &e))
+    if (!parse_workers_body(c, ms_engine_mode_of(s->engine), want, &e) || !ms_admin_apply_workers(s->engine, want, &e))
         return ms_http_reply_error(c, &e);
     ms_engine_stats st;
     ms_engine_stats_get(s->engine, &st);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "server/autoscale_ctl.h"
 #include "server/commands.h"
 #include "server/http_server.h"
 
@@ -22,6 +23,7 @@ typedef struct serve_opts {
     ms_server_config srv;
     const char *chat_template;
     double shutdown_timeout;
+    ms_autoscale_ctl_options autoscale;
 } serve_opts;
 
 static void serve_usage(FILE *out) {
@@ -78,6 +80,20 @@ static void serve_usage(FILE *out) {
             "                              0 = off (default 2G on CUDA, 256M on the CPU)\n"
             "  --enable-prefix-caching     reuse the KV of cached prompt prefixes (default on);\n"
             "  --no-enable-prefix-caching  turns it off\n"
+            "  --autoscale POLICY          resize the encode, prefill and decode pools while serving\n"
+            "                              (disagg mode): static (keep the start sizes), modserve or\n"
+            "                              trend (the policies of `bench simulate --autoscale`).\n"
+            "                              Workflow: `bench profile` on this machine, `bench simulate\n"
+            "                              --autoscale` on a trace to choose, then serve with the\n"
+            "                              same policy and profile (docs/server.md \"Autoscaling\")\n"
+            "  --autoscale-interval S      seconds between decisions (default 10)\n"
+            "  --autoscale-min E,P,D       fewest encode,prefill,decode workers (default 1,1,1)\n"
+            "  --autoscale-max E,P,D       most (default: the --admin-max-workers cap)\n"
+            "  --profile FILE              profile.json of `modserve bench profile` on this machine:\n"
+            "                              each worker's capacity (needed by modserve and trend)\n"
+            "  --autoscale-ttft S          TTFT bound the capacities keep batches within (half of\n"
+            "                              it per encode/prefill batch; default none)\n"
+            "  --autoscale-tpot S          time-per-output-token bound for decode steps (default none)\n"
             "%s"
             "\n"
             "Exit status: 0 after a clean shutdown, 1 on a startup error, 2 on a usage error.\n",
@@ -210,6 +226,20 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         /* image caches (docs/server.md) */
         else if (!strcmp(a, "--image-cache-bytes")) ok = parse_bytes(a, v, &o->eng.image_cache_bytes);
         else if (!strcmp(a, "--embedding-cache-bytes")) ok = parse_bytes(a, v, &o->eng.embedding_cache_bytes);
+        /* autoscaling (server/autoscale_ctl.h) */
+        else if (!strcmp(a, "--autoscale")) {
+            ms_error e;
+            if (!(ok = ms_autoscale_policy_parse(v, &o->autoscale.policy, &e) == MS_OK))
+                fprintf(stderr, "modserve serve: %s\n", e.msg);
+            o->autoscale.on = true;
+        } else if (!strcmp(a, "--autoscale-interval") && (ok = parse_num(a, v, 0.05, 86400, &d)))
+            o->autoscale.interval_s = d;
+        else if (!strcmp(a, "--autoscale-min") || !strcmp(a, "--autoscale-max")) {
+            if (!(ok = ms_autoscale_parse_counts(v, 1, a[13] == 'i' ? o->autoscale.min : o->autoscale.max)))
+                fprintf(stderr, "modserve serve: %s '%s' is not three worker counts E,P,D (integers >= 1)\n", a, v);
+        } else if (!strcmp(a, "--profile")) o->autoscale.profile = v;
+        else if (!strcmp(a, "--autoscale-ttft") && (ok = parse_num(a, v, 0, 86400, &d))) o->autoscale.ttft_slo_s = d;
+        else if (!strcmp(a, "--autoscale-tpot") && (ok = parse_num(a, v, 0, 86400, &d))) o->autoscale.tpot_slo_s = d;
         else if (ok) {
             fprintf(stderr, "modserve serve: unknown option '%s' (see --help)\n", a);
             return 2;
@@ -218,6 +248,12 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
     }
     if (!o->eng.model_dir) {
         fprintf(stderr, "modserve serve: --model DIR is required (see --help)\n");
+        return 2;
+    }
+    if (o->autoscale.on && o->autoscale.policy != MS_AUTOSCALE_STATIC && !o->autoscale.profile) {
+        fprintf(stderr, "modserve serve: --autoscale %s needs --profile profile.json (from `modserve bench "
+                        "profile` on this machine) for the workers' capacities\n",
+                ms_autoscale_policy_name(o->autoscale.policy));
         return 2;
     }
     if (!o->srv.model_name) o->srv.model_name = o->eng.model_dir;
@@ -249,7 +285,8 @@ static ms_status load_text_side(ms_http_server *s, const serve_opts *o, ms_error
     return MS_OK;
 }
 
-static void shutdown_server(ms_http_server *s, double timeout) {
+static void shutdown_server(ms_http_server *s, double timeout, ms_autoscale_ctl *autoscale) {
+    ms_autoscale_ctl_stop(autoscale); /* no resize while draining */
     atomic_store(&s->draining, true);
     ms_http_server_quiesce(s);
     ms_log(MS_LOG_INFO, "server", "draining (up to %g s)", timeout);
@@ -298,18 +335,25 @@ int ms_cmd_serve(int argc, char **argv) {
     if (load_text_side(s, &o, &err) != MS_OK || ms_engine_create(&o.eng, &s->engine, &err) != MS_OK) {
         fprintf(stderr, "modserve serve: %s\n", err.msg);
         code = 1;
-        shutdown_server(s, 0);
+        shutdown_server(s, 0, NULL);
         goto out;
     }
     s->mcfg = ms_engine_model_config(s->engine);
     s->max_model_len = o.eng.max_model_len ? o.eng.max_model_len : s->mcfg->text.max_position_embeddings;
+    ms_autoscale_ctl *autoscale = NULL;
+    if (o.autoscale.on && ms_autoscale_ctl_start(s, &o.autoscale, &o.eng, &autoscale, &err) != MS_OK) {
+        fprintf(stderr, "modserve serve: %s\n", err.msg);
+        code = 1;
+        shutdown_server(s, 0, NULL);
+        goto out;
+    }
     atomic_store(&s->ready, true);
     printf("listening on http://%s:%u\n", s->cfg.host, s->port);
     fflush(stdout);
     int sig = 0;
     sigwait(&set, &sig);
     ms_log(MS_LOG_INFO, "server", "signal %d: shutting down", sig);
-    shutdown_server(s, o.shutdown_timeout);
+    shutdown_server(s, o.shutdown_timeout, autoscale);
     ms_log(MS_LOG_INFO, "server", "stopped");
 out:
     ms_server_metrics_destroy(&s->metrics);

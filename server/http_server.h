@@ -131,6 +131,9 @@ void ms_http_add_cors_headers(const ms_conn *c, struct MHD_Response *r);
 bool ms_http_origin_list_ok(const char *list, char *bad, size_t bad_cap);
 /* The most workers /admin/workers gives a pool (admin.c; current: its size now). */
 int32_t ms_admin_worker_cap(const ms_http_server *s, ms_stage st, int32_t current);
+/* Resizes the pools with want[stage] >= 0 (-1: leave it), all or none (admin.c); false
+ * with e filled when the engine refused one (the others are put back). */
+bool ms_admin_apply_workers(ms_engine *engine, const int32_t want[MS_STAGE_COUNT], ms_api_error *e);
 
 /* Endpoints (api_*.c, metrics.c, admin.c). */
 /* Chat and completions (http_gen.c): parse, build the prompt, submit, answer. */

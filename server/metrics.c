@@ -182,6 +182,33 @@ static void cache_lines(ms_sbuf *b, const ms_engine_cache_stats *cs) {
         ms_sbuf_addf(b, "modserve_image_cache_entries{cache=\"%s\"} %lld\n", names[i], (long long)c[i]->entries);
 }
 
+void ms_metrics_autoscale_enable(ms_server_metrics *m, const ms_engine_stats *now) {
+    pthread_mutex_lock(&m->mu);
+    m->autoscale_on = true;
+    for (int k = 0; k < MS_STAGE_COUNT; k++) m->autoscale_target[k] = now->stage[k].workers;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void ms_metrics_autoscale_decision(ms_server_metrics *m, ms_stage st, int32_t current, int32_t target) {
+    pthread_mutex_lock(&m->mu);
+    m->autoscale_decisions[st][target > current ? 0 : target < current ? 1 : 2]++;
+    m->autoscale_target[st] = target;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void autoscale_lines(ms_sbuf *b, const ms_server_metrics *m) {
+    static const char *const dirs[3] = {"up", "down", "hold"};
+    head(b, "modserve_autoscale_decisions_total", "counter", "Autoscale decisions by stage and direction");
+    for (int k = 0; k < MS_STAGE_COUNT; k++)
+        for (int d = 0; d < 3; d++)
+            ms_sbuf_addf(b, "modserve_autoscale_decisions_total{stage=\"%s\",direction=\"%s\"} %llu\n",
+                         ms_stage_name((ms_stage)k), dirs[d], (unsigned long long)m->autoscale_decisions[k][d]);
+    head(b, "modserve_autoscale_target_workers", "gauge", "The autoscaler's last target pool size");
+    for (int k = 0; k < MS_STAGE_COUNT; k++)
+        ms_sbuf_addf(b, "modserve_autoscale_target_workers{stage=\"%s\"} %d\n", ms_stage_name((ms_stage)k),
+                     m->autoscale_target[k]);
+}
+
 char *ms_metrics_render(ms_server_metrics *m, const ms_engine_stats *st, const ms_engine_cache_stats *caches,
                         bool ready) {
     ms_sbuf b = {0};
@@ -222,6 +249,7 @@ char *ms_metrics_render(ms_server_metrics *m, const ms_engine_stats *st, const m
         snprintf(l, sizeof l, "stage=\"%s\"", ms_stage_name((ms_stage)s));
         hist_lines(&b, "modserve_stage_service_seconds", l, &m->stage_service[s]);
     }
+    if (m->autoscale_on) autoscale_lines(&b, m);
     pthread_mutex_unlock(&m->mu);
     if (st) engine_lines(&b, st);
     if (caches) cache_lines(&b, caches);

@@ -28,6 +28,11 @@ typedef struct ms_server_metrics {
     ms_latency_hist stage_wait[MS_STAGE_COUNT], stage_service[MS_STAGE_COUNT];
     uint64_t prompt_tokens, generation_tokens;
     uint64_t client_disconnects;
+    /* serve --autoscale: decisions per stage and direction (up, down, hold), the last
+     * target per stage */
+    bool autoscale_on;
+    uint64_t autoscale_decisions[MS_STAGE_COUNT][3];
+    int32_t autoscale_target[MS_STAGE_COUNT];
 } ms_server_metrics;
 
 void ms_server_metrics_init(ms_server_metrics *m);
@@ -36,6 +41,10 @@ void ms_metrics_count_request(ms_server_metrics *m, int endpoint, int http_statu
 /* A finished generation: its latencies and token counts. */
 void ms_metrics_observe(ms_server_metrics *m, const ms_request_result *r);
 void ms_metrics_count_disconnect(ms_server_metrics *m);
+/* Autoscaling on: the target gauges start at the pools' sizes now. */
+void ms_metrics_autoscale_enable(ms_server_metrics *m, const ms_engine_stats *now);
+/* One controller decision for a stage: from `current` workers to `target`. */
+void ms_metrics_autoscale_decision(ms_server_metrics *m, ms_stage st, int32_t current, int32_t target);
 /* The exposition text (malloc'd); st and caches NULL while the model loads. */
 char *ms_metrics_render(ms_server_metrics *m, const ms_engine_stats *st, const ms_engine_cache_stats *caches,
                         bool ready);

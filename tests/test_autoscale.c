@@ -1,6 +1,6 @@
 /*
  * SLOs relative to a request's latency alone (bench/slo.h), the autoscaling policies'
- * decisions on hand-made load sequences (bench/autoscale.h), and the simulator resizing
+ * decisions on hand-made load sequences (scheduler/autoscale.h), and the simulator resizing
  * its pools at each interval: all on virtual time with hand-made profiles.
  */
 #include <fcntl.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bench/autoscale.h"
+#include "bench/autoscale_capacity.h"
 #include "bench/simulate.h"
 #include "bench/slo.h"
 #include "tests/test_util.h"

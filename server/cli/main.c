@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench/autoscale_capacity.h"
 #include "bench/commands.h"
+#include "server/autoscale_ctl.h"
 #include "server/commands.h"
 
 typedef struct subcommand {
@@ -28,6 +30,7 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    ms_autoscale_set_capacity_loader(ms_autoscale_profile_capacities); /* serve --profile */
     if (argc < 2) {
         usage(stderr);
         return 2;

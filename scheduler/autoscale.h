@@ -1,12 +1,14 @@
 /*
- * Autoscaling policies: pure decision logic behind one interface, used by `bench
- * simulate --autoscale` and meant to be used unchanged by the server's controller.
+ * Autoscaling policies: pure decision logic behind one interface, used unchanged by
+ * `bench simulate --autoscale` and by the server's controller (`serve --autoscale`,
+ * server/autoscale_ctl.c); here in the scheduler layer so both may include it.
  * Every interval the driver reports, per stage, what it observed over the last interval
  * and the current pool sizes; the policy answers the target pool size per stage.
  *
  * Load units per stage (the ones ModServe scales by): encode = image tokens, prefill =
  * prompt tokens, decode = output tokens; capacity = units per second one worker
- * carries within the SLO (ms_autoscale_capacities, from the profile). Preprocess runs on
+ * carries within the SLO (ms_autoscale_capacities in bench/autoscale_capacity.h, from
+ * the profile; the policy takes them as numbers). Preprocess runs on
  * CPU threads and is not scaled (capacity 0 leaves a stage at its current size).
  *
  * Policies:
@@ -29,13 +31,12 @@
  *             throughput, for SLOs relative to the latency alone) is found from the
  *             attainment instead of guessed.
  */
-#ifndef MS_BENCH_AUTOSCALE_H
-#define MS_BENCH_AUTOSCALE_H
+#ifndef MS_SCHEDULER_AUTOSCALE_H
+#define MS_SCHEDULER_AUTOSCALE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "bench/cost_model.h"
 #include "scheduler/core.h"
 
 typedef enum ms_autoscale_policy {
@@ -89,13 +90,5 @@ typedef struct ms_autoscaler {
 void ms_autoscaler_init(ms_autoscaler *a, const ms_autoscale_config *cfg);
 /* The pool sizes for the next interval (clamped to min..max). */
 void ms_autoscaler_decide(ms_autoscaler *a, const ms_autoscale_input *in, int32_t target[MS_STAGE_COUNT]);
-
-/* Capacities from the profile, as `bench tune`'s ModServe rule: the best throughput of
- * one worker over the batch sizes the engine allows whose batch latency stays within
- * half the TTFT bound (encode, prefill) or the TPOT bound (decode); a bound <= 0: none.
- * The simulator passes the absolute SLO where given, else factor x the latency alone of
- * the window's mean request. mean_ctx: the decode context to price steps at. */
-void ms_autoscale_capacities(const ms_cost_model *m, const ms_core_options *core, double ttft_slo_s,
-                             double tpot_slo_s, double mean_ctx, double capacity[MS_STAGE_COUNT]);
 
 #endif

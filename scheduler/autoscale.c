@@ -1,5 +1,5 @@
 /* Autoscaling policies (see autoscale.h): pure logic, no clock, no I/O. */
-#include "bench/autoscale.h"
+#include "scheduler/autoscale.h"
 
 #include <math.h>
 #include <string.h>
@@ -142,28 +142,4 @@ void ms_autoscaler_decide(ms_autoscaler *a, const ms_autoscale_input *in, int32_
     case MS_AUTOSCALE_TREND: decide_trend(a, in, target); break;
     }
     a->intervals++;
-}
-
-static double best_throughput(const ms_cost_model *m, bool encode, int32_t max_batch, double units_per_item,
-                              double bound) {
-    double best = 0;
-    for (int32_t b = 1; b <= max_batch; b = b < 64 ? b + 1 : b + b / 16) {
-        const double t = encode ? ms_cost_encode(m, b) : ms_cost_prefill(m, b);
-        if (t <= 0 || (bound > 0 && t > bound)) continue;
-        best = fmax(best, b * units_per_item / t);
-    }
-    return best;
-}
-
-void ms_autoscale_capacities(const ms_cost_model *m, const ms_core_options *core, double ttft_slo_s,
-                             double tpot_slo_s, double mean_ctx, double capacity[MS_STAGE_COUNT]) {
-    const double half_ttft = ttft_slo_s > 0 ? 0.5 * ttft_slo_s : 0;
-    capacity[MS_STAGE_PREPROCESS] = 0;
-    capacity[MS_STAGE_ENCODE] = best_throughput(m, true, core->encode_max_batch_images, m->image_tokens, half_ttft);
-    capacity[MS_STAGE_PREFILL] = best_throughput(m, false, core->max_num_batched_tokens, 1, half_ttft);
-    capacity[MS_STAGE_DECODE] = 0;
-    for (int32_t b = 1; b <= core->max_num_seqs; b++) {
-        const double t = ms_cost_decode(m, b, mean_ctx);
-        if (t > 0 && (tpot_slo_s <= 0 || t <= tpot_slo_s)) capacity[MS_STAGE_DECODE] = fmax(capacity[MS_STAGE_DECODE], b / t);
-    }
 }
